@@ -1,0 +1,124 @@
+"""OrgInvites: organization invitations by email. ``create_app`` builds the application."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+from flask import Flask
+
+from webapp.config import ConfigError
+from webapp.config import from_environment
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+PACKAGE_DIR = Path(__file__).resolve().parent
+DEV_BASE_URL = "http://127.0.0.1:5000"
+
+
+def create_app(
+    test_config: Mapping[str, Any] | None = None, *, require_secret_key: bool = True
+) -> Flask:
+    """Build the application: settings, extensions, blueprints, error handlers, commands.
+
+    ``test_config`` replaces the environment (tests never read ``ORGINVITES_*``).
+    The CLI passes ``require_secret_key=False`` so that commands which need no
+    key (``db upgrade``) work before one is configured.
+    """
+    settings = from_environment({} if test_config is not None else None)
+    if test_config is not None:
+        settings.update(test_config)
+
+    app = Flask(
+        __name__,
+        instance_path=settings.get("INSTANCE_PATH") or None,
+        instance_relative_config=True,
+        template_folder=str(PROJECT_ROOT / "templates"),
+        static_folder=str(PROJECT_ROOT / "static"),
+    )
+    _apply_settings(app, settings, require_secret_key)
+    register_extensions(app)
+    register_blueprints(app)
+    register_commands(app)
+    return app
+
+
+def _apply_settings(app: Flask, settings: dict[str, Any], require_secret_key: bool) -> None:
+    from webapp.secrets_store import read_instance_secret
+
+    app.config.update({k: v for k, v in settings.items() if k not in {"DATABASE_URL"}})
+    secret = settings.get("SECRET_KEY") or read_instance_secret(app.instance_path)
+    if not secret and require_secret_key:
+        raise ConfigError(
+            "ORGINVITES_SECRET_KEY is not set. Set it to a long random string "
+            "(python3 -c 'import secrets; print(secrets.token_urlsafe(48))'), "
+            "or use `orginvites demo` / `orginvites run` for local development."
+        )
+    app.config["SECRET_KEY"] = secret
+    # Links in emails are built from this, never from the request's Host header.
+    app.config["PUBLIC_BASE_URL_IS_DEFAULT"] = not settings.get("PUBLIC_BASE_URL")
+    app.config["PUBLIC_BASE_URL"] = settings.get("PUBLIC_BASE_URL") or DEV_BASE_URL
+
+    url = (
+        settings.get("DATABASE_URL")
+        or f"sqlite:///{Path(app.instance_path) / 'orginvites.sqlite3'}"
+    )
+    if url.startswith("sqlite"):
+        Path(app.instance_path).mkdir(parents=True, exist_ok=True)
+        engine = {"url": url, "connect_args": {"check_same_thread": False, "timeout": 10}}
+    else:
+        pool_size = settings.get("DATABASE_POOL_SIZE") or 10
+        engine = {
+            "url": url,
+            "pool_pre_ping": True,
+            "pool_size": pool_size,
+            "max_overflow": pool_size,
+        }
+    app.config["DATABASE_URL"] = url
+    app.config["SQLALCHEMY_ENGINES"] = {"default": engine}
+    app.config["ALEMBIC"] = {"script_location": str(PACKAGE_DIR / "migrations")}
+    app.config.setdefault("MAX_CONTENT_LENGTH", 1024 * 1024)
+    app.config.update(
+        SESSION_COOKIE_HTTPONLY=True,
+        SESSION_COOKIE_SAMESITE="Lax",
+        PERMANENT_SESSION_LIFETIME=timedelta(hours=8),
+        REMEMBER_COOKIE_DURATION=timedelta(hours=8),
+        REMEMBER_COOKIE_HTTPONLY=True,
+        REMEMBER_COOKIE_SAMESITE="Lax",
+        REMEMBER_COOKIE_SECURE=settings.get("SESSION_COOKIE_SECURE", True),
+        RATELIMIT_STORAGE_URI=settings.get("RATELIMIT_STORAGE_URI") or "memory://",
+        RATELIMIT_HEADERS_ENABLED=True,
+    )
+
+
+def register_extensions(app: Flask) -> None:
+    """Bind the extension singletons and apply the per-database session rules."""
+    from webapp import models  # noqa: F401  (registers every table on the metadata)
+    from webapp.database import configure_engine
+    from webapp.extensions import alembic
+    from webapp.extensions import csrf
+    from webapp.extensions import db
+    from webapp.extensions import limiter
+    from webapp.extensions import login_manager
+
+    db.init_app(app)
+    with app.app_context():
+        configure_engine(db.engine)
+    alembic.init_app(app)
+    csrf.init_app(app)
+    login_manager.init_app(app)
+    login_manager.session_protection = "strong"
+    limiter.init_app(app)
+
+
+def register_blueprints(app: Flask) -> None:
+    from webapp.web.home import blueprint as home_blueprint
+
+    app.register_blueprint(home_blueprint)
+
+
+def register_commands(app: Flask) -> None:
+    from webapp.cli import register_command_groups
+
+    register_command_groups(app)

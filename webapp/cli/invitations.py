@@ -1,0 +1,282 @@
+"""``orginvites invitations …``: create, list, get, revoke, delete, resend, expire."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Any
+
+import click
+
+from webapp.cli.support import CommandGroup
+from webapp.cli.support import InputError
+from webapp.cli.support import iso
+from webapp.cli.support import load_org
+from webapp.cli.support import print_json
+from webapp.cli.support import print_table
+from webapp.cli.support import split_list
+from webapp.cli.support import timestamp
+from webapp.clock import utcnow
+from webapp.extensions import db
+from webapp.models import Invitation
+from webapp.services.actors import SYSTEM
+from webapp.services.invitation_listing import ORDERINGS
+from webapp.services.invitation_listing import InvitationQuery
+from webapp.services.invitation_listing import list_invitations
+from webapp.services.invitation_transitions import expire_due_invitations
+from webapp.services.invitation_transitions import resend_invitation
+from webapp.services.invitation_transitions import revoke_invitation
+from webapp.services.invitation_transitions import revoke_pending_by_email
+from webapp.services.invitations import InvitationRequest
+from webapp.services.invitations import check_shared_fields
+from webapp.services.invitations import create_invitations
+from webapp.services.invitations import get_invitation
+from webapp.services.organizations import list_organizations
+
+invitations_group = CommandGroup("invitations", help="Invite people and manage invitations.")
+
+org_option = click.option("--org", "org_ref", required=True, help="Organization slug or id.")
+json_option = click.option("--json", "as_json", is_flag=True, help="Print JSON instead of text.")
+
+
+def invitation_as_dict(invitation: Invitation, accept_url: str | None = None) -> dict[str, Any]:
+    now = utcnow()
+    data = {
+        "id": invitation.id,
+        "org_id": invitation.org_id,
+        "email": invitation.email,
+        "role": invitation.role,
+        "status": invitation.effective_status(now),
+        "created_at": iso(invitation.created_at),
+        "expires_at": iso(invitation.expires_at),
+        "accepted_at": iso(invitation.accepted_at),
+        "declined_at": iso(invitation.declined_at),
+        "revoked_at": iso(invitation.revoked_at),
+        "redirect_url": invitation.redirect_url,
+        "send_count": invitation.send_count,
+        "delivery_status": invitation.delivery_status,
+        "source": invitation.source,
+    }
+    if accept_url:
+        data["accept_url"] = accept_url
+    return data
+
+
+@invitations_group.command("create")
+@org_option
+@click.option("--emails", required=True, help="Comma-separated addresses: a@x.com,b@y.com")
+@click.option("--role", help="Role key (default: the organization's default role).")
+@click.option("--redirect-url", help="Where invitees land after accepting (must be allowed).")
+@click.option("--expires-in-days", type=click.IntRange(1, 30), help="1 to 30 (default: org's).")
+@click.option("--expires-in-hours", type=click.IntRange(1, 720), help="1 to 720.")
+@click.option("--message", help="A short note included in the email.")
+@click.option(
+    "--no-notify",
+    is_flag=True,
+    help="Send no email; print each invitation's accept link instead (shown only now).",
+)
+@json_option
+def create_command(
+    org_ref,
+    emails,
+    role,
+    redirect_url,
+    expires_in_days,
+    expires_in_hours,
+    message,
+    no_notify,
+    as_json,
+):
+    """Invite one or more addresses; print which were invited and which failed, and why."""
+    org = load_org(org_ref)
+    addresses = split_list(emails)
+    if not addresses:
+        raise InputError("--emails: give at least one address")
+    if expires_in_days and expires_in_hours:
+        raise InputError("give --expires-in-days or --expires-in-hours, not both")
+    expires_in = None
+    if expires_in_days:
+        expires_in = timedelta(days=expires_in_days)
+    elif expires_in_hours:
+        expires_in = timedelta(hours=expires_in_hours)
+
+    def request(email: str) -> InvitationRequest:
+        return InvitationRequest(
+            email=email,
+            role=role,
+            expires_in=expires_in,
+            redirect_url=redirect_url,
+            message=message,
+            notify=not no_notify,
+        )
+
+    # Options shared by every address are wrong for all of them: say so once.
+    check_shared_fields(db.session, org, request(""))
+    result = create_invitations(
+        db.session, org, [request(a) for a in addresses], actor=SYSTEM, source="cli"
+    )
+    if as_json:
+        print_json(
+            {
+                "invited": [
+                    invitation_as_dict(i.invitation, i.accept_url if no_notify else None)
+                    for _, i in result.successes
+                ],
+                "failed": [
+                    {"email": f.email, "code": f.error.code, "message": str(f.error)}
+                    for f in result.failures
+                ],
+            }
+        )
+    else:
+        total = len(addresses)
+        click.echo(f"Invited {len(result.successes)} of {total} to {org.name}.")
+        for _, issued in result.successes:
+            inv = issued.invitation
+            line = (
+                f"  invited  {inv.email}  {inv.id}  {inv.role}  expires {timestamp(inv.expires_at)}"
+            )
+            click.echo(line)
+            if no_notify:
+                click.echo(f"           link (shown once): {issued.accept_url}")
+        if result.failures:
+            click.echo(f"Failed {len(result.failures)}:")
+            for failure in result.failures:
+                click.echo(f"  failed   {failure.email}  {failure.error}")
+    if result.failures:
+        # The successes are kept (committed); the exit status tells scripts some failed.
+        click.get_current_context().exit(1)
+
+
+def _statuses(values: tuple[str, ...]) -> list[str]:
+    return [s for value in values for s in split_list(value)]
+
+
+@invitations_group.command("list")
+@org_option
+@click.option("--status", "statuses", multiple=True, help="pending, accepted, … (repeat or a,b).")
+@click.option("--query", help="Part of an email address.")
+@click.option("--order-by", type=click.Choice(ORDERINGS), default="-created_at", show_default=True)
+@click.option("--limit", type=click.IntRange(1, 500), default=50, show_default=True)
+@click.option("--offset", type=click.IntRange(0), default=0)
+@json_option
+def list_command(org_ref, statuses, query, order_by, limit, offset, as_json):
+    """List invitations: ID, Email, Role, Status, Created At, Expires At."""
+    org = load_org(org_ref)
+    page = list_invitations(
+        db.session,
+        org,
+        InvitationQuery(
+            statuses=_statuses(statuses),
+            query=query,
+            order_by=order_by,
+            limit=limit,
+            offset=offset or None,
+        ),
+    )
+    if as_json:
+        print_json(
+            {
+                "data": [invitation_as_dict(i) for i in page.items],
+                "total": page.total,
+                "has_more": page.has_more,
+                "totals_by_status": page.totals_by_status,
+            }
+        )
+        return
+    rows = [
+        (
+            i.id,
+            i.email,
+            i.role,
+            i.effective_status(page.now),
+            timestamp(i.created_at),
+            timestamp(i.expires_at),
+        )
+        for i in page.items
+    ]
+    print_table(("ID", "Email", "Role", "Status", "Created At", "Expires At"), rows)
+    shown_from = offset + 1 if rows else 0
+    click.echo(f"\n{shown_from}-{offset + len(rows)} of {page.total}", err=False)
+
+
+@invitations_group.command("get")
+@org_option
+@click.argument("invitation_id")
+@json_option
+def get_command(org_ref, invitation_id, as_json):
+    """Show one invitation."""
+    invitation = get_invitation(db.session, load_org(org_ref), invitation_id)
+    data = invitation_as_dict(invitation)
+    if as_json:
+        print_json(data)
+        return
+    width = max(len(k) for k in data)
+    for key, value in data.items():
+        click.echo(
+            f"{key.replace('_', ' ').title():<{width}}  {value if value is not None else '-'}"
+        )
+
+
+@invitations_group.command("revoke")
+@org_option
+@click.option("--id", "invitation_id", help="The invitation's id.")
+@click.option("--email", help="The address whose pending invitation to revoke.")
+def revoke_command(org_ref, invitation_id, email):
+    """Revoke a pending invitation by id or by email; its link stops working."""
+    if bool(invitation_id) == bool(email):
+        raise InputError("give exactly one of --id or --email")
+    org = load_org(org_ref)
+    if invitation_id:
+        invitation = revoke_invitation(db.session, org, invitation_id, actor=SYSTEM)
+    else:
+        invitation = revoke_pending_by_email(db.session, org, email, actor=SYSTEM)
+    click.echo(f"Revoked {invitation.id} ({invitation.email}).")
+
+
+@invitations_group.command("delete")
+@click.option("--email", required=True, help="The address whose pending invitation to revoke.")
+@click.option("--org", "org_ref", help="Organization (optional when there is only one).")
+def delete_command(email, org_ref):
+    """Revoke the pending invitation of an address (Anyscale's name for revoke by email)."""
+    if org_ref:
+        org = load_org(org_ref)
+    else:
+        orgs = list_organizations(db.session)
+        if len(orgs) != 1:
+            slugs = ", ".join(o.slug for o in orgs) or "none yet"
+            raise InputError(
+                f"--org is required when there is not exactly one organization ({slugs})"
+            )
+        org = orgs[0]
+    invitation = revoke_pending_by_email(db.session, org, email, actor=SYSTEM)
+    click.echo(f"Revoked {invitation.id} ({invitation.email}).")
+
+
+@invitations_group.command("resend")
+@org_option
+@click.argument("invitation_id")
+@click.option("--no-notify", is_flag=True, help="Send no email; print the new link instead.")
+def resend_command(org_ref, invitation_id, no_notify):
+    """Send a new link (the old one stops working) and reset the expiry."""
+    issued = resend_invitation(
+        db.session, load_org(org_ref), invitation_id, actor=SYSTEM, notify=not no_notify
+    )
+    inv = issued.invitation
+    click.echo(f"Resent {inv.id} to {inv.email}; expires {timestamp(inv.expires_at)}.")
+    if no_notify:
+        click.echo(f"Link (shown once): {issued.accept_url}")
+
+
+@invitations_group.command("expire")
+@click.option("--batch-size", type=click.IntRange(1, 10000), default=1000, show_default=True)
+def expire_command(batch_size):
+    """Mark every pending invitation past its expiry as expired (with audit events)."""
+    total = 0
+    while True:
+        count = expire_due_invitations(db.session, batch_size=batch_size)
+        # One commit per batch keeps locks short on a large backlog.
+        db.session.commit()
+        total += count
+        if count < batch_size:
+            break
+    click.echo(f"Expired {total} invitation{'s' if total != 1 else ''}.")

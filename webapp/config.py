@@ -1,0 +1,71 @@
+"""Configuration: defaults, then ``ORGINVITES_*`` environment variables (names are a contract)."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from typing import Any
+
+
+class ConfigError(RuntimeError):
+    """The environment holds a value the application cannot run with."""
+
+
+def _as_int(name: str, raw: str) -> int:
+    try:
+        return int(raw)
+    except ValueError:
+        raise ConfigError(f"ORGINVITES_{name} must be a whole number, got {raw!r}") from None
+
+
+def _as_bool(name: str, raw: str) -> bool:
+    lowered = raw.strip().lower()
+    if lowered in {"1", "true", "yes", "on"}:
+        return True
+    if lowered in {"0", "false", "no", "off", ""}:
+        return False
+    raise ConfigError(f"ORGINVITES_{name} must be true or false, got {raw!r}")
+
+
+# name -> (default, parser). ``None`` parser keeps the string.
+SETTINGS: dict[str, tuple[Any, Any]] = {
+    "DATABASE_URL": (None, None),
+    "DATABASE_POOL_SIZE": (10, _as_int),
+    "SECRET_KEY": (None, None),
+    "PUBLIC_BASE_URL": (None, None),
+    "MAIL_BACKEND": (None, None),
+    "SMTP_HOST": ("localhost", None),
+    "SMTP_PORT": (25, _as_int),
+    "SMTP_USERNAME": (None, None),
+    "SMTP_PASSWORD": (None, None),
+    "SMTP_SECURITY": ("none", None),
+    "MAIL_FROM": ("OrgInvites <invitations@localhost>", None),
+    "RATELIMIT_STORAGE_URI": ("memory://", None),
+    "RESEND_MIN_INTERVAL_SECONDS": (60, _as_int),
+    "MAX_SENDS_PER_INVITATION": (10, _as_int),
+    "METADATA_MAX_BYTES": (8192, _as_int),
+    "SESSION_COOKIE_SECURE": (True, _as_bool),
+    "INSTANCE_PATH": (None, None),
+}
+
+ENUMS = {
+    "MAIL_BACKEND": {"dev", "smtp", None},
+    "SMTP_SECURITY": {"none", "starttls", "tls"},
+}
+
+
+def from_environment(environ: Mapping[str, str] | None = None) -> dict[str, Any]:
+    """Read every known ``ORGINVITES_*`` variable, parsed and checked."""
+    environ = os.environ if environ is None else environ
+    values: dict[str, Any] = {}
+    for name, (default, parser) in SETTINGS.items():
+        raw = environ.get(f"ORGINVITES_{name}")
+        if raw is None or raw == "":
+            values[name] = default
+        else:
+            values[name] = parser(name, raw) if parser else raw
+    for name, allowed in ENUMS.items():
+        if values[name] not in allowed:
+            choices = " | ".join(sorted(a for a in allowed if a))
+            raise ConfigError(f"ORGINVITES_{name} must be one of {choices}, got {values[name]!r}")
+    return values

@@ -1,0 +1,16 @@
+"""Extension singletons, unbound; ``create_app`` binds them with ``init_app``."""
+
+from flask_alembic import Alembic
+from flask_limiter import Limiter
+from flask_limiter.util import get_remote_address
+from flask_login import LoginManager
+from flask_sqlalchemy_lite import SQLAlchemy
+from flask_wtf.csrf import CSRFProtect
+
+from webapp.database import Base
+
+db = SQLAlchemy()
+alembic = Alembic(metadatas=Base.metadata, run_mkdir=False)
+csrf = CSRFProtect()
+login_manager = LoginManager()
+limiter = Limiter(key_func=get_remote_address)

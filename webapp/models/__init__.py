@@ -1,0 +1,33 @@
+"""Every table of OrgInvites; importing this module registers them all on ``Base.metadata``."""
+
+from webapp.models.api_keys import ApiKey
+from webapp.models.audit import AuditEvent
+from webapp.models.invitations import DeliveryStatus
+from webapp.models.invitations import Invitation
+from webapp.models.invitations import InvitationCounter
+from webapp.models.invitations import InvitationStatus
+from webapp.models.organizations import Organization
+from webapp.models.organizations import OrgRole
+from webapp.models.organizations import Project
+from webapp.models.organizations import ProjectMembership
+from webapp.models.outbox import OutboxMessage
+from webapp.models.outbox import OutboxStatus
+from webapp.models.users import Membership
+from webapp.models.users import User
+
+__all__ = [
+    "ApiKey",
+    "AuditEvent",
+    "DeliveryStatus",
+    "Invitation",
+    "InvitationCounter",
+    "InvitationStatus",
+    "Membership",
+    "OrgRole",
+    "Organization",
+    "OutboxMessage",
+    "OutboxStatus",
+    "Project",
+    "ProjectMembership",
+    "User",
+]

@@ -1,0 +1,1 @@
+"""Domain rules, once: every surface (dashboard, API, compat layers, CLI, importer) calls these."""

@@ -1,0 +1,75 @@
+"""API keys: created once and shown once, stored as SHA-256, revocable."""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+
+from sqlalchemy import select
+from sqlalchemy import update
+from sqlalchemy.orm import Session
+
+from webapp.clock import utcnow
+from webapp.ids import new_id
+from webapp.models import ApiKey
+from webapp.models import Organization
+from webapp.services.errors import FieldError
+from webapp.services.errors import NotFound
+from webapp.services.errors import ValidationFailed
+from webapp.services.validation import required_text
+
+KEY_PREFIX = "oik_"
+
+
+def _hash_key(raw: str) -> str:
+    return hashlib.sha256(raw.encode("utf-8")).hexdigest()
+
+
+def create_api_key(
+    session: Session,
+    *,
+    org: Organization | None,
+    name: str,
+    created_by_user_id: str | None = None,
+) -> tuple[ApiKey, str]:
+    """Create a key for ``org`` (or instance-wide when None); return it and the raw secret."""
+    clean = required_text(name, "name", 200)
+    if isinstance(clean, FieldError):
+        raise ValidationFailed([clean])
+    raw = KEY_PREFIX + secrets.token_urlsafe(32)
+    key = ApiKey(
+        id=new_id("key"),
+        org_id=org.id if org else None,
+        name=clean,
+        key_hash=_hash_key(raw),
+        key_prefix=raw[:12],
+        created_by_user_id=created_by_user_id,
+    )
+    session.add(key)
+    session.flush()
+    return key, raw
+
+
+def authenticate_api_key(session: Session, raw: str) -> ApiKey | None:
+    """The live key matching ``raw``, with its last-used time updated; None otherwise."""
+    if not raw or not raw.startswith(KEY_PREFIX) or len(raw) > 100:
+        return None
+    key = session.scalar(select(ApiKey).where(ApiKey.key_hash == _hash_key(raw)))
+    if key is None or key.revoked_at is not None:
+        return None
+    key.last_used_at = utcnow()
+    return key
+
+
+def revoke_api_key(session: Session, key_id: str, org: Organization | None) -> ApiKey:
+    key = session.get(ApiKey, key_id)
+    if key is None or (org is not None and key.org_id != org.id):
+        raise NotFound(f"no API key {key_id!r}")
+    session.execute(
+        update(ApiKey)
+        .where(ApiKey.id == key_id, ApiKey.revoked_at.is_(None))
+        .values(revoked_at=utcnow())
+        .execution_options(synchronize_session=False)
+    )
+    session.refresh(key)
+    return key

@@ -1,0 +1,88 @@
+"""Per-organization status totals kept in ``invitation_counters``."""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Mapping
+from datetime import datetime
+
+from sqlalchemy import delete
+from sqlalchemy import func
+from sqlalchemy import insert
+from sqlalchemy import select
+from sqlalchemy import update
+from sqlalchemy.orm import Session
+
+from webapp.clock import utcnow
+from webapp.models import Invitation
+from webapp.models import InvitationCounter
+from webapp.models import InvitationStatus
+from webapp.models.invitations import STATUS_VALUES
+
+
+def create_counters(session: Session, org_id: str) -> None:
+    """One zeroed row per status, created with the organization."""
+    session.execute(
+        insert(InvitationCounter),
+        [{"org_id": org_id, "status": s, "count": 0} for s in STATUS_VALUES],
+    )
+
+
+def adjust_counters(session: Session, org_id: str, deltas: Mapping[str, int]) -> None:
+    """Apply ``{status: +n/-n}`` in the caller's transaction."""
+    for status, delta in deltas.items():
+        if delta:
+            session.execute(
+                update(InvitationCounter)
+                .where(InvitationCounter.org_id == org_id, InvitationCounter.status == status)
+                .values(count=InvitationCounter.count + delta)
+                .execution_options(synchronize_session=False)
+            )
+
+
+def status_totals(
+    session: Session, org_id: str | None, now: datetime | None = None
+) -> dict[str, int]:
+    """Totals per effective status (a pending invitation past expiry counts as expired).
+
+    Reads the counters plus the few pending rows already past ``expires_at`` that the
+    sweep has not marked yet (an index range scan, kept small by the sweep).
+    """
+    now = now or utcnow()
+    stored_query = select(InvitationCounter.status, func.sum(InvitationCounter.count)).group_by(
+        InvitationCounter.status
+    )
+    lapsed_query = (
+        select(func.count())
+        .select_from(Invitation)
+        .where(Invitation.status == InvitationStatus.PENDING.value, Invitation.expires_at <= now)
+    )
+    if org_id is not None:
+        stored_query = stored_query.where(InvitationCounter.org_id == org_id)
+        lapsed_query = lapsed_query.where(Invitation.org_id == org_id)
+    totals = {s: 0 for s in STATUS_VALUES}
+    for status, count in session.execute(stored_query):
+        totals[status] = int(count or 0)
+    lapsed = session.scalar(lapsed_query) or 0
+    totals[InvitationStatus.PENDING.value] -= lapsed
+    totals[InvitationStatus.EXPIRED.value] += lapsed
+    return totals
+
+
+def rebuild_counters(session: Session, org_id: str) -> dict[str, int]:
+    """Recount an organization's rows (repair tool; also used after bulk seeding)."""
+    stored = Counter(
+        dict(
+            session.execute(
+                select(Invitation.status, func.count())
+                .where(Invitation.org_id == org_id)
+                .group_by(Invitation.status)
+            ).all()
+        )
+    )
+    session.execute(delete(InvitationCounter).where(InvitationCounter.org_id == org_id))
+    session.execute(
+        insert(InvitationCounter),
+        [{"org_id": org_id, "status": s, "count": stored.get(s, 0)} for s in STATUS_VALUES],
+    )
+    return {s: stored.get(s, 0) for s in STATUS_VALUES}

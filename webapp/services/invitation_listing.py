@@ -1,0 +1,179 @@
+"""Listing invitations: status filters, email search, ordering, offset and keyset pages."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from dataclasses import field
+from datetime import datetime
+
+from sqlalchemy import ColumnElement
+from sqlalchemy import and_
+from sqlalchemy import func
+from sqlalchemy import or_
+from sqlalchemy import select
+from sqlalchemy import tuple_
+from sqlalchemy.orm import Session
+
+from webapp.clock import utcnow
+from webapp.models import Invitation
+from webapp.models import InvitationStatus
+from webapp.models import Organization
+from webapp.models.invitations import STATUS_VALUES
+from webapp.services.counters import status_totals
+from webapp.services.errors import FieldError
+from webapp.services.errors import ValidationFailed
+
+ORDERINGS = ("created_at", "-created_at", "email", "-email")
+MAX_LIMIT = 500
+MAX_QUERY_LENGTH = 254
+
+
+@dataclass
+class InvitationQuery:
+    """What to list. ``starting_after``/``ending_before`` are invitation ids (cursors)."""
+
+    statuses: Sequence[str] = ()
+    query: str | None = None
+    order_by: str = "-created_at"
+    limit: int = 20
+    offset: int | None = None
+    starting_after: str | None = None
+    ending_before: str | None = None
+
+
+@dataclass
+class InvitationPage:
+    items: list[Invitation]
+    has_more: bool
+    # How many invitations match the status filter and search, over all pages.
+    total: int
+    totals_by_status: dict[str, int] = field(default_factory=dict)
+    now: datetime = field(default_factory=utcnow)
+
+
+def status_condition(status: str, now: datetime) -> ColumnElement[bool]:
+    """SQL for an *effective* status: pending past its expiry counts as expired."""
+    if status == InvitationStatus.PENDING.value:
+        return and_(Invitation.status == status, Invitation.expires_at > now)
+    if status == InvitationStatus.EXPIRED.value:
+        return or_(
+            Invitation.status == status,
+            and_(Invitation.status == InvitationStatus.PENDING.value, Invitation.expires_at <= now),
+        )
+    return Invitation.status == status
+
+
+def _escape_like(text: str) -> str:
+    return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+
+
+def _check(q: InvitationQuery) -> list[FieldError]:
+    errors = []
+    for status in q.statuses:
+        if status not in STATUS_VALUES:
+            errors.append(
+                FieldError(
+                    "status",
+                    "invalid_status",
+                    f"{status!r} is not a status (one of: {', '.join(STATUS_VALUES)})",
+                )
+            )
+    if q.order_by not in ORDERINGS:
+        errors.append(
+            FieldError(
+                "order_by",
+                "invalid_order",
+                f"{q.order_by!r} is not an ordering (one of: {', '.join(ORDERINGS)})",
+            )
+        )
+    if not isinstance(q.limit, int) or not 1 <= q.limit <= MAX_LIMIT:
+        errors.append(
+            FieldError("limit", "out_of_range", f"limit must be between 1 and {MAX_LIMIT}")
+        )
+    if q.offset is not None and (not isinstance(q.offset, int) or q.offset < 0):
+        errors.append(FieldError("offset", "out_of_range", "offset must be 0 or more"))
+    cursors = [n for n in ("starting_after", "ending_before") if getattr(q, n)]
+    if len(cursors) > 1 or (cursors and q.offset):
+        errors.append(
+            FieldError(
+                cursors[-1] if cursors else "offset",
+                "conflicting_fields",
+                "use one of offset, starting_after or ending_before",
+            )
+        )
+    if q.query is not None and len(q.query) > MAX_QUERY_LENGTH:
+        errors.append(FieldError("query", "too_long", "the search is too long"))
+    return errors
+
+
+def list_invitations(
+    session: Session, org: Organization | None, q: InvitationQuery
+) -> InvitationPage:
+    """One page of an organization's invitations (all organizations when ``org`` is None)."""
+    errors = _check(q)
+    if errors:
+        raise ValidationFailed(errors)
+    now = utcnow()
+    conditions: list[ColumnElement[bool]] = []
+    if org is not None:
+        conditions.append(Invitation.org_id == org.id)
+    statuses = list(dict.fromkeys(q.statuses))
+    if statuses:
+        conditions.append(or_(*(status_condition(s, now) for s in statuses)))
+    search = (q.query or "").strip().lower()
+    if search:
+        conditions.append(Invitation.email_key.like(f"%{_escape_like(search)}%", escape="\\"))
+
+    descending = q.order_by.startswith("-")
+    sort_column = (
+        Invitation.created_at if q.order_by.endswith("created_at") else Invitation.email_key
+    )
+    key = tuple_(sort_column, Invitation.id)
+
+    backwards = False
+    cursor_id = q.starting_after or q.ending_before
+    if cursor_id:
+        anchor = session.get(Invitation, cursor_id)
+        if anchor is None or (org is not None and anchor.org_id != org.id):
+            name = "starting_after" if q.starting_after else "ending_before"
+            raise ValidationFailed.single(
+                name, "unknown_cursor", f"{cursor_id!r} is not an invitation in this list"
+            )
+        anchor_key = tuple_(
+            anchor.created_at if sort_column is Invitation.created_at else anchor.email_key,
+            anchor.id,
+        )
+        backwards = bool(q.ending_before)
+        after = descending != backwards  # walking "down" the chosen order
+        conditions.append(key < anchor_key if after else key > anchor_key)
+
+    walk_descending = descending != backwards
+    order = (
+        [sort_column.desc(), Invitation.id.desc()]
+        if walk_descending
+        else [sort_column.asc(), Invitation.id.asc()]
+    )
+    statement = select(Invitation).where(*conditions).order_by(*order).limit(q.limit + 1)
+    if q.offset:
+        statement = statement.offset(q.offset)
+    rows = list(session.scalars(statement))
+    has_more = len(rows) > q.limit
+    rows = rows[: q.limit]
+    if backwards:
+        rows.reverse()
+
+    totals = status_totals(session, org.id if org else None, now)
+    if search:
+        count_conditions = [c for c in conditions]
+        if cursor_id:
+            count_conditions = count_conditions[:-1]
+        total = (
+            session.scalar(select(func.count()).select_from(Invitation).where(*count_conditions))
+            or 0
+        )
+    else:
+        total = sum(totals[s] for s in (statuses or STATUS_VALUES))
+    return InvitationPage(
+        items=rows, has_more=has_more, total=total, totals_by_status=totals, now=now
+    )

@@ -1,0 +1,295 @@
+"""Organizations: creation, lookup, settings, roles and projects."""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from sqlalchemy import exists
+from sqlalchemy import or_
+from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+from sqlalchemy.orm import selectinload
+
+from webapp.ids import new_id
+from webapp.models import Invitation
+from webapp.models import InvitationStatus
+from webapp.models import Membership
+from webapp.models import Organization
+from webapp.models import OrgRole
+from webapp.models import Project
+from webapp.services.counters import create_counters
+from webapp.services.errors import Conflict
+from webapp.services.errors import FieldError
+from webapp.services.errors import NotFound
+from webapp.services.errors import ValidationFailed
+from webapp.services.validation import check_redirect_url
+from webapp.services.validation import normalize_origin
+from webapp.services.validation import required_text
+
+SLUG_PATTERN = re.compile(r"^[a-z0-9](?:[a-z0-9-]{0,62}[a-z0-9])?$")
+ROLE_KEY_PATTERN = re.compile(r"^[a-z][a-z0-9_:.-]{0,63}$")
+MIN_EXPIRY_SECONDS = 3600
+MAX_EXPIRY_SECONDS = 30 * 24 * 3600
+DEFAULT_ROLES = (("admin", "Admin", True), ("member", "Member", False))
+
+
+@dataclass(frozen=True)
+class RoleSpec:
+    key: str
+    name: str
+    is_admin: bool = False
+
+
+def slugify(name: str) -> str:
+    ascii_name = unicodedata.normalize("NFKD", name).encode("ascii", "ignore").decode()
+    slug = re.sub(r"[^a-z0-9]+", "-", ascii_name.lower()).strip("-")
+    return slug[:64].strip("-") or "org"
+
+
+def _check_role_key(key: object, field: str = "role") -> str | FieldError:
+    if not isinstance(key, str) or not ROLE_KEY_PATTERN.match(key):
+        return FieldError(
+            field,
+            "invalid_role_key",
+            f"{key!r} is not a valid role key (lower-case letters, digits, _ : . -; "
+            "starting with a letter; at most 64 characters)",
+        )
+    return key
+
+
+def create_organization(
+    session: Session,
+    *,
+    name: str,
+    slug: str | None = None,
+    roles: Sequence[RoleSpec] | None = None,
+    default_role: str | None = None,
+) -> Organization:
+    """Create an organization with its roles (default ``admin`` and ``member``) and counters."""
+    errors: list[FieldError] = []
+    clean_name = required_text(name, "name", 200)
+    if isinstance(clean_name, FieldError):
+        errors.append(clean_name)
+        clean_name = ""
+    slug = slug.strip().lower() if slug else slugify(clean_name or "")
+    if not SLUG_PATTERN.match(slug):
+        errors.append(
+            FieldError(
+                "slug",
+                "invalid_slug",
+                f"{slug!r} is not a valid slug (lower-case letters, digits and hyphens)",
+            )
+        )
+    role_specs = list(roles) if roles else [RoleSpec(*r) for r in DEFAULT_ROLES]
+    for spec in role_specs:
+        checked = _check_role_key(spec.key, "roles")
+        if isinstance(checked, FieldError):
+            errors.append(checked)
+    keys = [r.key for r in role_specs]
+    if len(set(keys)) != len(keys):
+        errors.append(FieldError("roles", "duplicate_role", "role keys must be unique"))
+    default_role = default_role or next(
+        (r.key for r in role_specs if not r.is_admin), role_specs[0].key
+    )
+    if default_role not in keys:
+        errors.append(
+            FieldError("default_role", "unknown_role", f"{default_role!r} is not one of {keys}")
+        )
+    if errors:
+        raise ValidationFailed(errors)
+    if session.scalar(select(exists().where(Organization.slug == slug))):
+        raise Conflict(f"an organization with slug {slug!r} already exists", code="slug_taken")
+
+    org = Organization(
+        id=new_id("org"),
+        name=clean_name,
+        slug=slug,
+        default_role=default_role,
+        allowed_redirect_origins=[],
+        public_metadata={},
+    )
+    org.roles = [
+        OrgRole(key=r.key, name=r.name, is_admin=r.is_admin, position=i)
+        for i, r in enumerate(role_specs)
+    ]
+    try:
+        with session.begin_nested():
+            session.add(org)
+            session.flush()
+    except IntegrityError:
+        raise Conflict(
+            f"an organization with slug {slug!r} already exists", code="slug_taken"
+        ) from None
+    create_counters(session, org.id)
+    return org
+
+
+def get_organization(session: Session, ref: str) -> Organization:
+    """Find an organization by slug or id, or raise NotFound naming the reference."""
+    org = session.scalar(
+        select(Organization)
+        .where(or_(Organization.slug == ref, Organization.id == ref))
+        .options(selectinload(Organization.roles))
+    )
+    if org is None:
+        raise NotFound(f"no organization {ref!r}")
+    return org
+
+
+def list_organizations(session: Session) -> list[Organization]:
+    return list(
+        session.scalars(
+            select(Organization)
+            .order_by(Organization.name)
+            .options(selectinload(Organization.roles))
+        )
+    )
+
+
+_UNSET = object()
+
+
+def update_organization(
+    session: Session,
+    org: Organization,
+    *,
+    name: str | None = None,
+    default_role: str | None = None,
+    default_expiry_seconds: int | None = None,
+    allowed_redirect_origins: Sequence[str] | None = None,
+    add_redirect_origins: Sequence[str] = (),
+    default_redirect_url: object = _UNSET,
+    invite_quota: object = _UNSET,
+) -> Organization:
+    """Change settings; every value is checked and all problems are reported together."""
+    errors: list[FieldError] = []
+    if name is not None:
+        clean = required_text(name, "name", 200)
+        if isinstance(clean, FieldError):
+            errors.append(clean)
+        else:
+            org.name = clean
+    if default_role is not None:
+        if org.role(default_role) is None:
+            errors.append(
+                FieldError(
+                    "default_role",
+                    "unknown_role",
+                    f"{default_role!r} is not one of {[r.key for r in org.roles]}",
+                )
+            )
+        else:
+            org.default_role = default_role
+    if default_expiry_seconds is not None:
+        if not MIN_EXPIRY_SECONDS <= default_expiry_seconds <= MAX_EXPIRY_SECONDS:
+            errors.append(
+                FieldError(
+                    "default_expiry",
+                    "expiry_out_of_range",
+                    "the default expiry must be between 1 hour and 30 days",
+                )
+            )
+        else:
+            org.default_expiry_seconds = default_expiry_seconds
+    if allowed_redirect_origins is not None or add_redirect_origins:
+        origins = list(org.allowed_redirect_origins if allowed_redirect_origins is None else [])
+        for raw in list(allowed_redirect_origins or []) + list(add_redirect_origins):
+            origin = normalize_origin(raw)
+            if isinstance(origin, FieldError):
+                errors.append(origin)
+            elif origin not in origins:
+                origins.append(origin)
+        org.allowed_redirect_origins = origins
+    if default_redirect_url is not _UNSET:
+        if default_redirect_url in (None, ""):
+            org.default_redirect_url = None
+        else:
+            checked = check_redirect_url(
+                default_redirect_url, org.allowed_redirect_origins, "default_redirect_url"
+            )
+            if isinstance(checked, FieldError):
+                errors.append(checked)
+            else:
+                org.default_redirect_url = checked
+    if invite_quota is not _UNSET:
+        if invite_quota is not None and (not isinstance(invite_quota, int) or invite_quota < 0):
+            errors.append(
+                FieldError("invite_quota", "invalid", "the quota must be a whole number ≥ 0")
+            )
+        else:
+            org.invite_quota = invite_quota
+    if errors:
+        raise ValidationFailed(errors)
+    session.flush()
+    return org
+
+
+def add_role(
+    session: Session, org: Organization, key: str, name: str | None = None, is_admin: bool = False
+) -> OrgRole:
+    """Add a role key to the organization."""
+    checked = _check_role_key(key, "key")
+    if isinstance(checked, FieldError):
+        raise ValidationFailed([checked])
+    if org.role(key) is not None:
+        raise Conflict(f"role {key!r} already exists in {org.name}", code="role_exists")
+    role = OrgRole(
+        key=key,
+        name=name or key.replace("_", " ").title(),
+        is_admin=is_admin,
+        position=max((r.position for r in org.roles), default=-1) + 1,
+    )
+    org.roles.append(role)
+    session.flush()
+    return role
+
+
+def remove_role(session: Session, org: Organization, key: str) -> None:
+    """Remove a role that no member, no pending invitation and no default uses."""
+    role = org.role(key)
+    if role is None:
+        raise NotFound(f"{org.name} has no role {key!r}")
+    if org.default_role == key:
+        raise Conflict(
+            f"{key!r} is the default role; choose another default first", code="role_in_use"
+        )
+    in_use = session.scalar(
+        select(
+            exists().where(Membership.org_id == org.id, Membership.role == key)
+            | exists().where(
+                Invitation.org_id == org.id,
+                Invitation.role == key,
+                Invitation.status == InvitationStatus.PENDING.value,
+            )
+        )
+    )
+    if in_use:
+        raise Conflict(
+            f"role {key!r} is used by members or pending invitations", code="role_in_use"
+        )
+    org.roles.remove(role)
+    session.flush()
+
+
+def create_project(
+    session: Session, org: Organization, name: str, *, is_default: bool = False
+) -> Project:
+    clean = required_text(name, "name", 200)
+    if isinstance(clean, FieldError):
+        raise ValidationFailed([clean])
+    if session.scalar(select(exists().where(Project.org_id == org.id, Project.name == clean))):
+        raise Conflict(f"project {clean!r} already exists in {org.name}", code="project_exists")
+    project = Project(id=new_id("proj"), org_id=org.id, name=clean, is_default=is_default)
+    session.add(project)
+    session.flush()
+    return project
+
+
+def list_projects(session: Session, org: Organization) -> list[Project]:
+    return list(
+        session.scalars(select(Project).where(Project.org_id == org.id).order_by(Project.name))
+    )

@@ -1,0 +1,1 @@
+"""HTML surfaces (the dashboard arrives with its own issue)."""
