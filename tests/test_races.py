@@ -1,0 +1,178 @@
+"""Concurrent callers, released together by a barrier on separate connections.
+
+These run on PostgreSQL (Read Committed, where a naive check-then-update loses) and on
+SQLite (where BEGIN IMMEDIATE serialises writers). Each race is repeated.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import Counter
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+from sqlalchemy import func
+from sqlalchemy import select
+from sqlalchemy import text
+
+from webapp.extensions import db
+from webapp.models import Invitation
+from webapp.models import InvitationStatus
+from webapp.models import Membership
+from webapp.services.actors import SYSTEM
+from webapp.services.counters import status_totals
+from webapp.services.errors import ServiceError
+from webapp.services.invitation_transitions import accept_invitation
+from webapp.services.invitation_transitions import revoke_invitation
+from webapp.services.invitations import InvitationRequest
+from webapp.services.invitations import create_invitation
+from webapp.services.organizations import create_organization
+from webapp.services.organizations import get_organization
+
+REPEATS = 3
+
+
+def race(app, count: int, action: Callable[[], Any]) -> list[tuple[str, Any]]:
+    """Run ``action`` in ``count`` threads, each in its own app context and connection.
+
+    Every thread opens its connection first, then all wait on a barrier, then act and
+    commit. Returns ``("ok", result)`` or ``("error", exception)`` per thread.
+    """
+    barrier = threading.Barrier(count)
+    results: list[tuple[str, Any]] = [("missing", None)] * count
+
+    def worker(index: int) -> None:
+        with app.app_context():
+            db.session.execute(text("SELECT 1"))  # hold a connection before the start
+            db.session.commit()
+            barrier.wait(timeout=30)
+            try:
+                outcome = action()
+                db.session.commit()
+                results[index] = ("ok", outcome)
+            except ServiceError as exc:
+                db.session.rollback()
+                results[index] = ("error", exc)
+            except Exception as exc:  # noqa: BLE001 - surfaced by the assertions
+                db.session.rollback()
+                results[index] = ("crash", exc)
+
+    threads = [threading.Thread(target=worker, args=(i,)) for i in range(count)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60)
+    return results
+
+
+@pytest.fixture
+def race_org(app):
+    with app.app_context():
+        org = create_organization(db.session, name="Race Org")
+        db.session.commit()
+        return org.slug
+
+
+def _invite(app, slug: str, email: str) -> str:
+    """Create an invitation and return the raw token from its link."""
+    with app.app_context():
+        org = get_organization(db.session, slug)
+        issued = create_invitation(
+            db.session, org, InvitationRequest(email=email, notify=False), actor=SYSTEM
+        )
+        db.session.commit()
+        return issued.accept_url.rsplit("/", 1)[1], issued.invitation.id
+
+
+@pytest.mark.parametrize("attempt", range(REPEATS))
+def test_forty_simultaneous_accepts_make_exactly_one_member(app, race_org, attempt):
+    """40 accepts of one link: one membership, one winner, 39 see 'already accepted'."""
+    token, invitation_id = _invite(app, race_org, f"racer{attempt}@example.com")
+
+    def accept():
+        result = accept_invitation(db.session, token)
+        return result.already_accepted, result.membership.id, result.redirect_url
+
+    results = race(app, 40, accept)
+
+    assert [kind for kind, _ in results].count("ok") == 40, results
+    fresh = [r for kind, r in results if not r[0]]
+    assert len(fresh) == 1
+    # Every caller gets the same answer: the same membership and the same redirect.
+    assert len({(membership, redirect) for _, (_, membership, redirect) in results}) == 1
+    with app.app_context():
+        members = db.session.scalar(select(func.count()).select_from(Membership))
+        assert members == 1
+        invitation = db.session.get(Invitation, invitation_id)
+        assert invitation.status == InvitationStatus.ACCEPTED
+        totals = status_totals(db.session, invitation.org_id)
+        assert totals["accepted"] == 1 and totals["pending"] == 0
+
+
+@pytest.mark.parametrize("attempt", range(REPEATS))
+def test_forty_simultaneous_creates_make_one_pending_invitation(app, race_org, attempt):
+    """40 invites of one address: one pending invitation and 39 clean 'already invited'."""
+    email = f"Same.Person{attempt}@Example.com"
+
+    def create():
+        org = get_organization(db.session, race_org)
+        return create_invitation(
+            db.session, org, InvitationRequest(email=email, notify=False), actor=SYSTEM
+        ).invitation.id
+
+    results = race(app, 40, create)
+
+    outcomes = Counter(kind for kind, _ in results)
+    assert outcomes == {"ok": 1, "error": 39}, results
+    created_id = next(r for kind, r in results if kind == "ok")
+    for kind, error in results:
+        if kind == "error":
+            assert error.code == "already_invited"
+            assert error.existing_invitation_id == created_id
+    with app.app_context():
+        pending = db.session.scalar(
+            select(func.count())
+            .select_from(Invitation)
+            .where(Invitation.email_key == email.lower(), Invitation.status == "pending")
+        )
+        assert pending == 1
+        org = get_organization(db.session, race_org)
+        assert status_totals(db.session, org.id)["pending"] == 1
+
+
+@pytest.mark.parametrize("attempt", range(REPEATS * 3))
+def test_revoke_racing_accept_ends_in_exactly_one(app, race_org, attempt):
+    """A revoke and an accept at the same moment: exactly one of them wins."""
+    token, invitation_id = _invite(app, race_org, f"contested{attempt}@example.com")
+
+    def act(index: int):
+        if index == 0:
+            org = get_organization(db.session, race_org)
+            return ("revoked", revoke_invitation(db.session, org, invitation_id, actor=SYSTEM).id)
+        result = accept_invitation(db.session, token)
+        return ("accepted", result.already_accepted)
+
+    counter = iter(range(2))
+    lock = threading.Lock()
+
+    def action():
+        with lock:
+            index = next(counter)
+        return act(index)
+
+    results = race(app, 2, action)
+
+    kinds = Counter(kind for kind, _ in results)
+    assert kinds == {"ok": 1, "error": 1}, results
+    winner = next(r for kind, r in results if kind == "ok")
+    with app.app_context():
+        invitation = db.session.get(Invitation, invitation_id)
+        members = db.session.scalar(select(func.count()).select_from(Membership))
+        if winner[0] == "revoked":
+            assert invitation.status == "revoked" and members == 0
+        else:
+            assert invitation.status == "accepted" and members == 1
+        totals = status_totals(db.session, invitation.org_id)
+        assert totals["pending"] == 0
+        assert totals["accepted"] + totals["revoked"] == 1

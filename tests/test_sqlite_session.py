@@ -1,0 +1,57 @@
+"""SQLite runs with WAL, foreign keys, a busy timeout and BEGIN IMMEDIATE transactions."""
+
+from __future__ import annotations
+
+import sqlite3
+
+import pytest
+from sqlalchemy import text
+
+from webapp.database import SQLITE_BUSY_TIMEOUT_MS
+from webapp.extensions import db
+
+
+@pytest.fixture
+def sqlite_app(make_app):
+    return make_app("sqlite")
+
+
+def test_pragmas_are_set_on_every_connection(sqlite_app):
+    """WAL journal, foreign keys on and a busy timeout."""
+    with sqlite_app.app_context():
+        assert db.session.execute(text("PRAGMA journal_mode")).scalar() == "wal"
+        assert db.session.execute(text("PRAGMA foreign_keys")).scalar() == 1
+        assert db.session.execute(text("PRAGMA busy_timeout")).scalar() == SQLITE_BUSY_TIMEOUT_MS
+
+
+def test_a_transaction_takes_the_write_lock_at_its_first_statement(sqlite_app):
+    """Even a SELECT opens the transaction with BEGIN IMMEDIATE, so writers queue up front."""
+    with sqlite_app.app_context():
+        db.session.execute(text("SELECT 1"))  # opens the transaction
+        path = db.engine.url.database
+        other = sqlite3.connect(path, timeout=0.1, isolation_level=None)
+        try:
+            with pytest.raises(sqlite3.OperationalError, match="locked"):
+                other.execute("BEGIN IMMEDIATE")
+        finally:
+            other.close()
+        db.session.rollback()
+        other = sqlite3.connect(path, timeout=0.1, isolation_level=None)
+        other.execute("BEGIN IMMEDIATE")  # free again once our transaction ended
+        other.execute("ROLLBACK")
+        other.close()
+
+
+def test_foreign_keys_are_enforced(sqlite_app):
+    """A membership pointing at no organization is refused."""
+    from sqlalchemy.exc import IntegrityError
+
+    with sqlite_app.app_context(), pytest.raises(IntegrityError):
+        db.session.execute(
+            text(
+                "INSERT INTO memberships (id, org_id, user_id, role, public_metadata,"
+                " private_metadata, created_at, updated_at)"
+                " VALUES ('mem_x', 'org_missing', 'user_missing', 'member', '{}', '{}',"
+                " '2026-01-01', '2026-01-01')"
+            )
+        )
