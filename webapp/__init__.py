@@ -94,6 +94,7 @@ def _apply_settings(app: Flask, settings: dict[str, Any], require_secret_key: bo
 
 def register_extensions(app: Flask) -> None:
     """Bind the extension singletons and apply the per-database session rules."""
+    from webapp import auth  # noqa: F401  (registers the Flask-Login user loader)
     from webapp import models  # noqa: F401  (registers every table on the metadata)
     from webapp.database import configure_engine
     from webapp.extensions import alembic

@@ -6,6 +6,7 @@ from datetime import datetime
 from typing import Any
 
 import sqlalchemy as sa
+from flask_login import UserMixin
 from sqlalchemy.orm import Mapped
 from sqlalchemy.orm import mapped_column
 from sqlalchemy.orm import relationship
@@ -17,7 +18,7 @@ from webapp.database import UTCDateTime
 from webapp.models.organizations import Organization
 
 
-class User(Base):
+class User(UserMixin, Base):
     """A person: an invitee who accepted, or someone who signs in to the dashboard."""
 
     __tablename__ = "users"

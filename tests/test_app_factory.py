@@ -1,0 +1,92 @@
+"""create_app reads ORGINVITES_* settings, refuses bad ones, and finds templates and static."""
+
+from __future__ import annotations
+
+import pytest
+
+from webapp import create_app
+from webapp.config import ConfigError
+
+
+@pytest.fixture
+def clean_env(monkeypatch, tmp_path):
+    """An environment with no ORGINVITES_* variables and an empty instance folder."""
+    import os
+
+    for name in list(os.environ):
+        if name.startswith("ORGINVITES_"):
+            monkeypatch.delenv(name)
+    monkeypatch.setenv("ORGINVITES_INSTANCE_PATH", str(tmp_path / "instance"))
+    return monkeypatch
+
+
+def test_production_app_refuses_to_start_without_a_secret_key(clean_env):
+    """gunicorn's create_app() stops with a message naming ORGINVITES_SECRET_KEY."""
+    with pytest.raises(ConfigError, match="ORGINVITES_SECRET_KEY"):
+        create_app()
+
+
+def test_settings_come_from_the_environment(clean_env, tmp_path):
+    """Every contract name is read: database, key, base URL, SMTP, rate-limit storage."""
+    clean_env.setenv("ORGINVITES_SECRET_KEY", "k" * 40)
+    clean_env.setenv("ORGINVITES_DATABASE_URL", f"sqlite:///{tmp_path / 'x.sqlite3'}")
+    clean_env.setenv("ORGINVITES_PUBLIC_BASE_URL", "https://invites.example.com")
+    clean_env.setenv("ORGINVITES_MAIL_BACKEND", "smtp")
+    clean_env.setenv("ORGINVITES_SMTP_PORT", "2525")
+    clean_env.setenv("ORGINVITES_SMTP_SECURITY", "starttls")
+    clean_env.setenv("ORGINVITES_RATELIMIT_STORAGE_URI", "redis://127.0.0.1:6379")
+    app = create_app()
+    assert app.config["SECRET_KEY"] == "k" * 40
+    assert app.config["DATABASE_URL"].endswith("x.sqlite3")
+    assert app.config["PUBLIC_BASE_URL"] == "https://invites.example.com"
+    assert app.config["MAIL_BACKEND"] == "smtp"
+    assert app.config["SMTP_PORT"] == 2525
+    assert app.config["SMTP_SECURITY"] == "starttls"
+    assert app.config["RATELIMIT_STORAGE_URI"] == "redis://127.0.0.1:6379"
+
+
+@pytest.mark.parametrize(
+    ("name", "value", "message"),
+    [
+        ("ORGINVITES_SMTP_SECURITY", "ssl", "ORGINVITES_SMTP_SECURITY must be one of"),
+        ("ORGINVITES_MAIL_BACKEND", "sendmail", "ORGINVITES_MAIL_BACKEND must be one of"),
+        ("ORGINVITES_SMTP_PORT", "twenty-five", "ORGINVITES_SMTP_PORT must be a whole number"),
+        ("ORGINVITES_SESSION_COOKIE_SECURE", "maybe", "must be true or false"),
+    ],
+)
+def test_bad_setting_names_the_variable(clean_env, name, value, message):
+    """A bad value stops start-up with a message naming the variable and the value."""
+    clean_env.setenv("ORGINVITES_SECRET_KEY", "k" * 40)
+    clean_env.setenv(name, value)
+    with pytest.raises(ConfigError, match=message) as info:
+        create_app()
+    assert value in str(info.value)
+
+
+def test_default_database_is_sqlite_in_the_instance_folder(clean_env, tmp_path):
+    """With no database URL the app uses a SQLite file in the instance folder."""
+    clean_env.setenv("ORGINVITES_SECRET_KEY", "k" * 40)
+    app = create_app()
+    assert app.config["DATABASE_URL"] == f"sqlite:///{tmp_path / 'instance' / 'orginvites.sqlite3'}"
+
+
+def test_cli_app_builds_without_a_key_and_uses_the_instance_key(clean_env, tmp_path):
+    """The CLI may start keyless (db upgrade); a key stored by demo/run is picked up."""
+    from webapp.secrets_store import create_instance_secret
+
+    assert create_app(require_secret_key=False).config["SECRET_KEY"] is None
+    key = create_instance_secret(str(tmp_path / "instance"))
+    assert (tmp_path / "instance" / "secret_key").stat().st_mode & 0o077 == 0
+    assert create_app().config["SECRET_KEY"] == key
+
+
+def test_start_page_and_stylesheet_are_served(app):
+    """Templates and static files are found from the checkout (editable install)."""
+    client = app.test_client()
+    page = client.get("/")
+    assert page.status_code == 200
+    assert b"OrgInvites is running" in page.data
+    css = client.get("/static/css/app.css")
+    assert css.status_code == 200
+    assert b"focus-visible" in css.data
+    css.close()
