@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import click
 from flask import Flask
-from flask import current_app
-from flask.cli import with_appcontext
+from flask.cli import ScriptInfo
+from flask.cli import pass_script_info
 from werkzeug.serving import run_simple
 
 from webapp.cli.support import InputError
@@ -37,20 +37,25 @@ def _serve(app: Flask, host: str, port: int) -> None:
 @click.option("--host", default="127.0.0.1", show_default=True)
 @click.option("--port", default=5000, show_default=True, type=click.IntRange(1, 65535))
 @click.option("--no-serve", is_flag=True, help="Migrate and seed, then exit.")
-@with_appcontext
-def demo_command(host: str, port: int, no_serve: bool) -> None:
+@pass_script_info
+def demo_command(script_info: ScriptInfo, host: str, port: int, no_serve: bool) -> None:
     """Migrate the database, seed a demo organization and serve it on 127.0.0.1:5000."""
-    app = current_app._get_current_object()
+    app = script_info.load_app()
     _prepare_local(app, host, port)
-    alembic.upgrade()
-    info = seed_demo(db.session, public_base_url=app.config["PUBLIC_BASE_URL"])
-    db.session.commit()
+    # Its own app context, closed before serving: the migration's connection must not
+    # stay open (on SQLite it would hold the write lock).
+    with app.app_context():
+        alembic.upgrade()
+    with app.app_context():
+        info = seed_demo(db.session, public_base_url=app.config["PUBLIC_BASE_URL"])
+        db.session.commit()
+        org_label = f"{info.org.name} ({info.org.slug})"
     base = app.config["PUBLIC_BASE_URL"]
     app.config["DEMO_LOGIN_HINT"] = f"{info.admin_email} / {info.admin_password}"
     click.echo("OrgInvites demo is ready.")
     click.echo(f"  Open:          {base}/")
     click.echo(f"  Sign in:       {info.admin_email} / {info.admin_password}")
-    click.echo(f"  Organization:  {info.org.name} ({info.org.slug})")
+    click.echo(f"  Organization:  {org_label}")
     click.echo(f"  Database:      {app.config['DATABASE_URL']}")
     click.echo(f"  Mail:          {app.config['MAIL_BACKEND']} backend")
     if no_serve:
@@ -62,12 +67,14 @@ def demo_command(host: str, port: int, no_serve: bool) -> None:
 @click.command("run")
 @click.option("--host", default="127.0.0.1", show_default=True)
 @click.option("--port", default=5000, show_default=True, type=click.IntRange(1, 65535))
-@with_appcontext
-def run_command(host: str, port: int) -> None:
+@pass_script_info
+def run_command(script_info: ScriptInfo, host: str, port: int) -> None:
     """Serve OrgInvites locally (development server, dev mailbox unless configured)."""
-    app = current_app._get_current_object()
+    app = script_info.load_app()
     _prepare_local(app, host, port)
-    if alembic.needs_upgrade():
+    with app.app_context():
+        outdated = alembic.needs_upgrade()
+    if outdated:
         raise InputError("the database is not up to date: run `orginvites db upgrade` first")
     click.echo(f"OrgInvites on {app.config['PUBLIC_BASE_URL']}/ (Ctrl+C to stop)")
     _serve(app, host, port)
