@@ -144,7 +144,7 @@ def create_command(
                 click.echo(f"  failed   {failure.email}  {failure.error}")
     if result.failures:
         # The successes are kept (committed); the exit status tells scripts some failed.
-        click.get_current_context().exit(1)
+        raise click.exceptions.Exit(1)
 
 
 def _statuses(values: tuple[str, ...]) -> list[str]:
