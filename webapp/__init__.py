@@ -114,9 +114,17 @@ def register_extensions(app: Flask) -> None:
 
 
 def register_blueprints(app: Flask) -> None:
+    from webapp.web.acceptance import blueprint as acceptance_blueprint
+    from webapp.web.dev_mailbox import blueprint as dev_mailbox_blueprint
+    from webapp.web.errors import register_error_handlers
     from webapp.web.home import blueprint as home_blueprint
+    from webapp.web.security import register_security_headers
 
     app.register_blueprint(home_blueprint)
+    app.register_blueprint(acceptance_blueprint)
+    app.register_blueprint(dev_mailbox_blueprint)
+    register_error_handlers(app)
+    register_security_headers(app)
 
 
 def register_commands(app: Flask) -> None:

@@ -46,6 +46,8 @@ SETTINGS: dict[str, tuple[Any, Any]] = {
     "METADATA_MAX_BYTES": (8192, _as_int),
     "SESSION_COOKIE_SECURE": (True, _as_bool),
     "INSTANCE_PATH": (None, None),
+    "ACCEPT_RATE_LIMIT_PER_IP": ("60/minute", None),
+    "ACCEPT_RATE_LIMIT_PER_TOKEN": ("20/minute", None),
 }
 
 ENUMS = {

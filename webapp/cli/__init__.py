@@ -33,6 +33,7 @@ def register_command_groups(app: Flask) -> None:
     from webapp.cli.serve import demo_command
     from webapp.cli.serve import run_command
     from webapp.cli.users import users_group
+    from webapp.cli.worker import worker_command
 
     for command in (
         users_group,
@@ -43,6 +44,7 @@ def register_command_groups(app: Flask) -> None:
         invitations_group,
         demo_command,
         run_command,
+        worker_command,
     ):
         app.cli.add_command(command)
 

@@ -19,10 +19,10 @@ from webapp.clock import utcnow
 from webapp.extensions import db
 from webapp.models import Invitation
 from webapp.services.actors import SYSTEM
+from webapp.services.expiry import expire_due_invitations
 from webapp.services.invitation_listing import ORDERINGS
 from webapp.services.invitation_listing import InvitationQuery
 from webapp.services.invitation_listing import list_invitations
-from webapp.services.invitation_transitions import expire_due_invitations
 from webapp.services.invitation_transitions import resend_invitation
 from webapp.services.invitation_transitions import revoke_invitation
 from webapp.services.invitation_transitions import revoke_pending_by_email

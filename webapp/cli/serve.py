@@ -9,6 +9,8 @@ from flask.cli import pass_script_info
 from werkzeug.serving import run_simple
 
 from webapp.cli.support import InputError
+from webapp.delivery.worker import WorkerSettings
+from webapp.delivery.worker import start_background_worker
 from webapp.extensions import alembic
 from webapp.extensions import db
 from webapp.secrets_store import create_instance_secret
@@ -30,7 +32,12 @@ def _prepare_local(app: Flask, host: str, port: int) -> None:
 
 
 def _serve(app: Flask, host: str, port: int) -> None:
-    run_simple(host, port, app, threaded=True, use_reloader=False, use_debugger=False)
+    """Serve with an in-process delivery worker, so one command gives a working system."""
+    worker = start_background_worker(app, settings=WorkerSettings(poll_interval=0.5))
+    try:
+        run_simple(host, port, app, threaded=True, use_reloader=False, use_debugger=False)
+    finally:
+        worker.stop()
 
 
 @click.command("demo")

@@ -2,6 +2,7 @@
 
 from webapp.models.api_keys import ApiKey
 from webapp.models.audit import AuditEvent
+from webapp.models.invitations import AcceptanceTicketUse
 from webapp.models.invitations import DeliveryStatus
 from webapp.models.invitations import Invitation
 from webapp.models.invitations import InvitationCounter
@@ -10,12 +11,15 @@ from webapp.models.organizations import Organization
 from webapp.models.organizations import OrgRole
 from webapp.models.organizations import Project
 from webapp.models.organizations import ProjectMembership
+from webapp.models.outbox import DevMailboxMessage
 from webapp.models.outbox import OutboxMessage
 from webapp.models.outbox import OutboxStatus
 from webapp.models.users import Membership
 from webapp.models.users import User
 
 __all__ = [
+    "AcceptanceTicketUse",
+    "DevMailboxMessage",
     "ApiKey",
     "AuditEvent",
     "DeliveryStatus",

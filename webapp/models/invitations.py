@@ -139,6 +139,17 @@ class Invitation(Base):
         return f"<Invitation {self.id} {self.status}>"
 
 
+class AcceptanceTicketUse(Base):
+    """Marks an acceptance ticket as verified, so each ticket verifies only once."""
+
+    __tablename__ = "acceptance_ticket_uses"
+
+    invitation_id: Mapped[str] = mapped_column(
+        sa.ForeignKey("invitations.id", ondelete="CASCADE"), primary_key=True
+    )
+    used_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
 class InvitationCounter(Base):
     """How many invitations of an org are stored with each status.
 

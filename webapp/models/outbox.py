@@ -53,5 +53,24 @@ class OutboxMessage(Base):
     attempts: Mapped[int] = mapped_column(default=0)
     next_attempt_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     last_error: Mapped[str | None] = mapped_column(sa.String(500))
+    # A worker's claim: other workers skip the row until the lease runs out, so a
+    # worker killed mid-batch (kill -9) only delays its rows, never loses them.
+    locked_until: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    locked_by: Mapped[str | None] = mapped_column(sa.String(64))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     sent_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+
+class DevMailboxMessage(Base):
+    """A message the ``dev`` mail backend kept instead of sending (shown at /dev/mailbox)."""
+
+    __tablename__ = "dev_mailbox_messages"
+    __table_args__ = (sa.Index("ix_dev_mailbox_messages_created", "created_at", "id"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    outbox_id: Mapped[str] = mapped_column(sa.String(40))
+    message_id: Mapped[str] = mapped_column(sa.String(255))
+    to_email: Mapped[str] = mapped_column(sa.String(254))
+    subject: Mapped[str] = mapped_column(sa.String(500))
+    raw: Mapped[bytes] = mapped_column(sa.LargeBinary)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)

@@ -7,13 +7,12 @@ exactly one outcome.
 
 from __future__ import annotations
 
-from collections import Counter
+import math
 from dataclasses import dataclass
 from datetime import timedelta
 
 from flask import current_app
 from sqlalchemy import Update
-from sqlalchemy import insert
 from sqlalchemy import select
 from sqlalchemy import update
 from sqlalchemy.exc import IntegrityError
@@ -22,7 +21,6 @@ from sqlalchemy.orm import Session
 from webapp.clock import utcnow
 from webapp.database import insert_ignoring_conflicts
 from webapp.ids import new_id
-from webapp.models import AuditEvent
 from webapp.models import DeliveryStatus
 from webapp.models import Invitation
 from webapp.models import InvitationStatus
@@ -31,21 +29,23 @@ from webapp.models import Organization
 from webapp.models import Project
 from webapp.models import ProjectMembership
 from webapp.models import User
-from webapp.services.actors import SYSTEM
 from webapp.services.actors import Actor
 from webapp.services.audit import record_event
 from webapp.services.counters import adjust_counters
 from webapp.services.errors import AlreadyInvited
+from webapp.services.errors import AlreadyMember
 from webapp.services.errors import FieldError
 from webapp.services.errors import InvalidTransition
 from webapp.services.errors import InvitationUnavailable
 from webapp.services.errors import Throttled
 from webapp.services.errors import ValidationFailed
 from webapp.services.invitations import IssuedInvitation
+from webapp.services.invitations import check_quota
 from webapp.services.invitations import find_pending_invitation
 from webapp.services.invitations import get_invitation
 from webapp.services.invitations import get_invitation_by_token
 from webapp.services.invitations import get_pending_invitation_by_email
+from webapp.services.invitations import is_member
 from webapp.services.invitations import issue_invitation_email
 from webapp.services.invitations import resolve_expiry
 from webapp.services.outbox import cancel_unsent_for_invitations
@@ -138,10 +138,11 @@ def resend_invitation(
     if invitation.last_sent_at is not None:
         wait = (invitation.last_sent_at + timedelta(seconds=min_interval) - now).total_seconds()
         if wait > 0:
+            retry_after = math.ceil(wait)
             raise Throttled(
                 f"invitation {invitation.id} was sent less than {min_interval} seconds ago; "
-                f"try again in {int(wait) + 1} seconds",
-                int(wait) + 1,
+                f"try again in {retry_after} seconds",
+                retry_after,
             )
     max_sends = current_app.config["MAX_SENDS_PER_INVITATION"]
     if invitation.send_count >= max_sends:
@@ -150,6 +151,11 @@ def resend_invitation(
             "revoke it and invite again",
             3600,
         )
+    if effective == EXPIRED:
+        # Re-opening makes a pending invitation again: the same rules as creating one.
+        if is_member(session, org.id, invitation.email_key):
+            raise AlreadyMember(invitation.email, org.name)
+        check_quota(session, org, now)
     expires_at = resolve_expiry(org, now, expires_in, None)
     if isinstance(expires_at, FieldError):
         raise ValidationFailed([expires_at])
@@ -236,6 +242,14 @@ def role_administers(session: Session, invitation: Invitation) -> bool:
     return bool(role and role.is_admin)
 
 
+def needs_password(session: Session, invitation: Invitation) -> bool:
+    """Accepting an admin role needs a password, unless the person already has one."""
+    if not role_administers(session, invitation):
+        return False
+    user = session.scalar(select(User).where(User.email_key == invitation.email_key))
+    return not (user and user.password_hash)
+
+
 def accept_invitation(
     session: Session, raw_token: str, *, name: str | None = None, password: str | None = None
 ) -> AcceptResult:
@@ -259,11 +273,8 @@ def accept_invitation(
     if isinstance(clean_name, FieldError):
         errors.append(clean_name)
         clean_name = None
-    existing_user = session.scalar(select(User).where(User.email_key == invitation.email_key))
-    needs_password = role_administers(session, invitation) and not (
-        existing_user and existing_user.password_hash
-    )
-    if needs_password:
+    password_required = needs_password(session, invitation)
+    if password_required:
         problem = check_password_rules(password)
         if problem:
             errors.append(problem)
@@ -289,7 +300,7 @@ def accept_invitation(
     user = get_or_create_user(session, invitation.email, invitation.email_key, clean_name)
     if clean_name and not user.name:
         user.name = clean_name
-    if needs_password and password:
+    if password_required and password:
         user.password_hash = hash_password(password)
     dialect = session.get_bind().dialect.name
     session.execute(
@@ -411,55 +422,6 @@ def decline_invitation(session: Session, raw_token: str) -> tuple[Invitation, bo
     return invitation, False
 
 
-def expire_due_invitations(session: Session, *, batch_size: int = 1000) -> int:
-    """Mark one batch of pending invitations past their expiry as expired.
-
-    Writes the status, the counters, one ``invitation.expired`` audit event each and
-    cancels their unsent email. Returns how many were expired; call until 0.
-    Readers already see these as expired; this makes it permanent.
-    """
-    now = utcnow()
-    candidates = (
-        select(Invitation.id)
-        .where(Invitation.status == PENDING, Invitation.expires_at <= now)
-        .limit(batch_size)
-    )
-    if session.get_bind().dialect.name == "postgresql":
-        candidates = candidates.with_for_update(skip_locked=True)
-    ids = list(session.scalars(candidates))
-    if not ids:
-        return 0
-    rows = session.execute(
-        update(Invitation)
-        .where(Invitation.id.in_(ids), Invitation.status == PENDING, Invitation.expires_at <= now)
-        .values(status=EXPIRED, updated_at=now)
-        .returning(Invitation.id, Invitation.org_id, Invitation.email)
-        .execution_options(synchronize_session=False)
-    ).all()
-    per_org = Counter(org_id for _, org_id, _ in rows)
-    for org_id, count in per_org.items():
-        adjust_counters(session, org_id, {PENDING: -count, EXPIRED: count})
-    if rows:
-        session.execute(
-            insert(AuditEvent),
-            [
-                {
-                    "id": new_id("evt"),
-                    "org_id": org_id,
-                    "invitation_id": inv_id,
-                    "type": "invitation.expired",
-                    "actor_type": SYSTEM.kind,
-                    "actor_id": None,
-                    "data": {"email": email},
-                    "created_at": now,
-                }
-                for inv_id, org_id, email in rows
-            ],
-        )
-        cancel_unsent_for_invitations(session, [r[0] for r in rows])
-    return len(rows)
-
-
 def revoke_pending_by_email(
     session: Session, org: Organization, email: str, *, actor: Actor
 ) -> Invitation:
@@ -472,7 +434,6 @@ __all__ = [
     "AcceptResult",
     "accept_invitation",
     "decline_invitation",
-    "expire_due_invitations",
     "redirect_target",
     "resend_invitation",
     "revoke_invitation",

@@ -35,6 +35,7 @@ from webapp.services.errors import NotFound
 from webapp.services.errors import QuotaExceeded
 from webapp.services.errors import ServiceError
 from webapp.services.errors import ValidationFailed
+from webapp.services.expiry import expire_lapsed_for_address
 from webapp.services.organizations import MAX_EXPIRY_SECONDS
 from webapp.services.organizations import MIN_EXPIRY_SECONDS
 from webapp.services.outbox import enqueue_email
@@ -274,7 +275,7 @@ def find_pending_invitation(session: Session, org_id: str, email_key: str) -> In
     )
 
 
-def _check_quota(session: Session, org: Organization, now: datetime, adding: int = 1) -> None:
+def check_quota(session: Session, org: Organization, now: datetime, adding: int = 1) -> None:
     if org.invite_quota is None:
         return
     pending = status_totals(session, org.id, now)[InvitationStatus.PENDING.value]
@@ -316,7 +317,10 @@ def create_invitation(
     checked = check_invitation_request(session, org, request, now)
     if is_member(session, org.id, checked.email_key):
         raise AlreadyMember(checked.email, org.name)
-    _check_quota(session, org, now)
+    # A lapsed pending invitation reads as expired everywhere; make that true in the
+    # table too, so it no longer holds the one-pending-per-address index.
+    expire_lapsed_for_address(session, org.id, checked.email_key)
+    check_quota(session, org, now)
     raw_token, token_hash = new_token()
     invitation_id = new_id("inv")
     values = {

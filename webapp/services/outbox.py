@@ -2,15 +2,22 @@
 
 from __future__ import annotations
 
+import random
 from collections.abc import Sequence
+from datetime import timedelta
 from typing import Any
 
 from sqlalchemy import insert
+from sqlalchemy import or_
+from sqlalchemy import select
 from sqlalchemy import update
 from sqlalchemy.orm import Session
 
 from webapp.clock import utcnow
 from webapp.ids import new_id
+from webapp.models import AuditEvent
+from webapp.models import DeliveryStatus
+from webapp.models import Invitation
 from webapp.models import OutboxMessage
 from webapp.models import OutboxStatus
 from webapp.services.tokens import seal_for_outbox
@@ -61,6 +68,186 @@ def cancel_unsent_for_invitations(session: Session, invitation_ids: Sequence[str
             OutboxMessage.status == OutboxStatus.PENDING.value,
         )
         .values(status=OutboxStatus.CANCELLED.value, token_ciphertext=None)
+        .execution_options(synchronize_session=False)
+    )
+    return result.rowcount
+
+
+# --- delivery bookkeeping (used by the worker) -------------------------------------
+
+MAX_ATTEMPTS = 8
+BACKOFF_BASE_SECONDS = 30
+BACKOFF_CAP_SECONDS = 3600
+
+
+def retry_delay(attempts: int, rng: random.Random | None = None) -> timedelta:
+    """Capped exponential backoff with full jitter in [50 %, 100 %] of the step."""
+    step = min(BACKOFF_CAP_SECONDS, BACKOFF_BASE_SECONDS * 2 ** max(0, attempts - 1))
+    factor = (rng or random).uniform(0.5, 1.0)
+    return timedelta(seconds=step * factor)
+
+
+def claim_batch(session: Session, *, worker_id: str, limit: int, lease: timedelta) -> list[str]:
+    """Claim up to ``limit`` due messages for ``worker_id`` until the lease ends.
+
+    On PostgreSQL, ``FOR UPDATE SKIP LOCKED`` lets several workers claim at once
+    without waiting on or taking each other's rows; on SQLite the transaction's
+    BEGIN IMMEDIATE serialises claimers. A claim outlives a killed worker only
+    until its lease ends.
+    """
+    now = utcnow()
+    due = (
+        select(OutboxMessage.id)
+        .where(
+            OutboxMessage.status == OutboxStatus.PENDING.value,
+            OutboxMessage.next_attempt_at <= now,
+            or_(OutboxMessage.locked_until.is_(None), OutboxMessage.locked_until < now),
+        )
+        .order_by(OutboxMessage.next_attempt_at, OutboxMessage.id)
+        .limit(limit)
+    )
+    if session.get_bind().dialect.name == "postgresql":
+        due = due.with_for_update(skip_locked=True)
+    ids = list(session.scalars(due))
+    if ids:
+        session.execute(
+            update(OutboxMessage)
+            .where(OutboxMessage.id.in_(ids))
+            .values(locked_until=now + lease, locked_by=worker_id)
+            .execution_options(synchronize_session=False)
+        )
+    return ids
+
+
+def still_claimed(session: Session, outbox_id: str, worker_id: str) -> OutboxMessage | None:
+    """The row, if it is still pending and still ours (revoke may have cancelled it)."""
+    row = session.get(OutboxMessage, outbox_id, populate_existing=True)
+    if row is None or row.status != OutboxStatus.PENDING.value or row.locked_by != worker_id:
+        return None
+    return row
+
+
+def still_claimed_ids(session: Session, outbox_ids: Sequence[str], worker_id: str) -> list[str]:
+    """Which of these rows are still pending and claimed by ``worker_id``."""
+    if not outbox_ids:
+        return []
+    return list(
+        session.scalars(
+            select(OutboxMessage.id).where(
+                OutboxMessage.id.in_(list(outbox_ids)),
+                OutboxMessage.status == OutboxStatus.PENDING.value,
+                OutboxMessage.locked_by == worker_id,
+            )
+        )
+    )
+
+
+def record_sent(session: Session, outbox_ids: Sequence[str], *, worker_id: str) -> int:
+    """Mark messages the server accepted as sent, erase their tokens, update invitations."""
+    if not outbox_ids:
+        return 0
+    now = utcnow()
+    rows = session.execute(
+        update(OutboxMessage)
+        .where(
+            OutboxMessage.id.in_(list(outbox_ids)),
+            OutboxMessage.status == OutboxStatus.PENDING.value,
+        )
+        .values(
+            status=OutboxStatus.SENT.value,
+            sent_at=now,
+            token_ciphertext=None,
+            locked_until=None,
+            attempts=OutboxMessage.attempts + 1,
+            last_error=None,
+        )
+        .returning(OutboxMessage.invitation_id, OutboxMessage.org_id, OutboxMessage.kind)
+        .execution_options(synchronize_session=False)
+    ).all()
+    invitation_ids = [r[0] for r in rows if r[0]]
+    if invitation_ids:
+        session.execute(
+            update(Invitation)
+            .where(Invitation.id.in_(invitation_ids))
+            .values(delivery_status=DeliveryStatus.SENT.value, delivery_error=None)
+            .execution_options(synchronize_session=False)
+        )
+        session.execute(
+            insert(AuditEvent),
+            [
+                {
+                    "id": new_id("evt"),
+                    "org_id": org_id,
+                    "invitation_id": invitation_id,
+                    "type": "invitation.sent",
+                    "actor_type": "system",
+                    "actor_id": None,
+                    "data": {"kind": kind},
+                    "created_at": now,
+                }
+                for invitation_id, org_id, kind in rows
+                if invitation_id
+            ],
+        )
+    return len(rows)
+
+
+def record_failure(session: Session, outbox_id: str, reason: str, *, permanent: bool) -> str:
+    """Schedule a retry, or (permanent, or out of attempts) mark the message dead.
+
+    Returns the row's new status. A dead message shows on its invitation as
+    "delivery failed" with the reason, and writes ``invitation.delivery_failed``.
+    """
+    row = session.get(OutboxMessage, outbox_id, populate_existing=True)
+    if row is None or row.status != OutboxStatus.PENDING.value:
+        return row.status if row else "missing"
+    attempts = row.attempts + 1
+    reason = reason[:500]
+    if not permanent and attempts < MAX_ATTEMPTS:
+        row.attempts = attempts
+        row.last_error = reason
+        row.next_attempt_at = utcnow() + retry_delay(attempts)
+        row.locked_until = None
+        return row.status
+    row.attempts = attempts
+    row.last_error = reason
+    row.status = OutboxStatus.DEAD.value
+    row.token_ciphertext = None
+    row.locked_until = None
+    if row.invitation_id:
+        session.execute(
+            update(Invitation)
+            .where(Invitation.id == row.invitation_id)
+            .values(delivery_status=DeliveryStatus.FAILED.value, delivery_error=reason)
+            .execution_options(synchronize_session=False)
+        )
+        session.execute(
+            insert(AuditEvent),
+            [
+                {
+                    "id": new_id("evt"),
+                    "org_id": row.org_id,
+                    "invitation_id": row.invitation_id,
+                    "type": "invitation.delivery_failed",
+                    "actor_type": "system",
+                    "actor_id": None,
+                    "data": {"reason": reason, "attempts": attempts},
+                    "created_at": utcnow(),
+                }
+            ],
+        )
+    return row.status
+
+
+def release_claims(session: Session, worker_id: str) -> int:
+    """Give back every row this worker claimed and did not finish (graceful stop)."""
+    result = session.execute(
+        update(OutboxMessage)
+        .where(
+            OutboxMessage.locked_by == worker_id,
+            OutboxMessage.status == OutboxStatus.PENDING.value,
+        )
+        .values(locked_until=None, locked_by=None)
         .execution_options(synchronize_session=False)
     )
     return result.rowcount

@@ -1,0 +1,1 @@
+"""Email delivery: building messages, transports (SMTP, dev mailbox) and the outbox worker."""

@@ -1,0 +1,202 @@
+"""The outbox worker: claims due messages, delivers them, records the outcome.
+
+Delivery is at-least-once: a message is marked sent only after the server accepted
+it, in a transaction after the SMTP conversation; a worker killed in between leaves
+the row claimed until its lease ends, and then another worker (or its restart) sends
+it again with the same Message-ID.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import threading
+import time
+from dataclasses import dataclass
+from datetime import timedelta
+from email.message import EmailMessage
+
+from flask import Flask
+
+from webapp.delivery.messages import MessageNotBuildable
+from webapp.delivery.messages import build_email
+from webapp.delivery.transports import DeliveryError
+from webapp.delivery.transports import Transport
+from webapp.delivery.transports import transport_from_config
+from webapp.extensions import db
+from webapp.services.expiry import expire_due_invitations
+from webapp.services.outbox import claim_batch
+from webapp.services.outbox import record_failure
+from webapp.services.outbox import record_sent
+from webapp.services.outbox import release_claims
+from webapp.services.outbox import still_claimed
+from webapp.services.outbox import still_claimed_ids
+
+log = logging.getLogger("orginvites.worker")
+
+
+def log_event(event: str, **fields: object) -> None:
+    """One structured line: ``event key=value …`` (never a token or a link)."""
+    log.info(" ".join([event, *(f"{k}={v}" for k, v in fields.items() if v is not None)]))
+
+
+@dataclass
+class WorkerSettings:
+    batch_size: int = 100
+    poll_interval: float = 1.0
+    lease: timedelta = timedelta(minutes=5)
+    sweep_interval: float = 60.0
+    # Mark sent rows in one transaction every this many messages.
+    commit_every: int = 50
+
+
+class DeliveryWorker:
+    """Delivers the outbox of one app through one transport (one reused connection)."""
+
+    def __init__(
+        self,
+        app: Flask,
+        *,
+        transport: Transport | None = None,
+        settings: WorkerSettings | None = None,
+        worker_id: str | None = None,
+    ) -> None:
+        self.app = app
+        self.transport = transport or transport_from_config(app.config)
+        self.settings = settings or WorkerSettings()
+        self.worker_id = worker_id or f"{socket.gethostname()}:{os.getpid()}:{id(self):x}"
+        self.stop_event = threading.Event()
+        self._last_sweep = 0.0
+
+    def stop(self) -> None:
+        """Ask the loop to finish the message in hand and stop."""
+        self.stop_event.set()
+
+    def run(self) -> None:
+        """Deliver until stopped; sweep expired invitations now and then."""
+        log_event("worker.started", worker=self.worker_id)
+        try:
+            while not self.stop_event.is_set():
+                self.maybe_sweep()
+                handled = self.run_once()
+                if handled == 0:
+                    self.stop_event.wait(self.settings.poll_interval)
+        finally:
+            with self.app.app_context():
+                released = release_claims(db.session, self.worker_id)
+                db.session.commit()
+            self.transport.close()
+            log_event("worker.stopped", worker=self.worker_id, released=released)
+
+    def maybe_sweep(self) -> int:
+        now = time.monotonic()
+        if now - self._last_sweep < self.settings.sweep_interval:
+            return 0
+        self._last_sweep = now
+        total = 0
+        with self.app.app_context():
+            while True:
+                count = expire_due_invitations(db.session)
+                db.session.commit()
+                total += count
+                if count == 0:
+                    break
+        if total:
+            log_event("invitations.expired", count=total)
+        return total
+
+    def run_once(self) -> int:
+        """Claim one batch and deliver it; return how many messages were handled.
+
+        No database transaction is open while talking to the SMTP server (on SQLite
+        an open transaction would hold the write lock for every web request).
+        """
+        with self.app.app_context():
+            session = db.session
+            ids = claim_batch(
+                session,
+                worker_id=self.worker_id,
+                limit=self.settings.batch_size,
+                lease=self.settings.lease,
+            )
+            session.commit()
+            if not ids:
+                return 0
+            prepared: list[_Prepared] = []
+            unbuildable: list[tuple[str, str, str]] = []
+            for outbox_id in ids:
+                row = still_claimed(session, outbox_id, self.worker_id)
+                if row is None:
+                    continue
+                try:
+                    message = build_email(session, row)
+                except MessageNotBuildable as exc:
+                    unbuildable.append((outbox_id, str(exc), row.to_email))
+                    continue
+                prepared.append(
+                    _Prepared(outbox_id, row.to_email, row.invitation_id, row.attempts, message)
+                )
+            session.commit()
+            for outbox_id, reason, to in unbuildable:
+                self._failed(outbox_id, reason, permanent=True, to=to)
+            step = self.settings.commit_every
+            for start in range(0, len(prepared), step):
+                if self.stop_event.is_set():
+                    break
+                self._deliver_chunk(prepared[start : start + step])
+            return len(ids)
+
+    def _deliver_chunk(self, chunk: list[_Prepared]) -> None:
+        session = db.session
+        # Re-check just before sending: a revoke since the claim cancels the message.
+        live = set(still_claimed_ids(session, [p.outbox_id for p in chunk], self.worker_id))
+        session.commit()
+        sent: list[str] = []
+        for item in chunk:
+            if item.outbox_id not in live:
+                continue
+            if self.stop_event.is_set():
+                break
+            try:
+                self.transport.send(item.message)
+            except DeliveryError as exc:
+                self._failed(item.outbox_id, exc.reason, permanent=exc.permanent, to=item.to)
+                continue
+            sent.append(item.outbox_id)
+            log_event(
+                "outbox.sent",
+                id=item.outbox_id,
+                invitation=item.invitation_id,
+                to=item.to,
+                attempt=item.attempts + 1,
+            )
+        record_sent(session, sent, worker_id=self.worker_id)
+        session.commit()
+
+    def _failed(self, outbox_id: str, reason: str, *, permanent: bool, to: str) -> None:
+        status = record_failure(db.session, outbox_id, reason, permanent=permanent)
+        db.session.commit()
+        log_event(
+            "outbox.dead" if status == "dead" else "outbox.retry",
+            id=outbox_id,
+            to=to,
+            reason=repr(reason),
+        )
+
+
+@dataclass
+class _Prepared:
+    outbox_id: str
+    to: str
+    invitation_id: str | None
+    attempts: int
+    message: EmailMessage
+
+
+def start_background_worker(app: Flask, **kwargs) -> DeliveryWorker:
+    """Run a worker in a daemon thread of this process (``orginvites run``/``demo``)."""
+    worker = DeliveryWorker(app, **kwargs)
+    thread = threading.Thread(target=worker.run, name="orginvites-worker", daemon=True)
+    thread.start()
+    return worker
