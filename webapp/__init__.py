@@ -89,6 +89,8 @@ def _apply_settings(app: Flask, settings: dict[str, Any], require_secret_key: bo
         REMEMBER_COOKIE_SECURE=settings.get("SESSION_COOKIE_SECURE", True),
         RATELIMIT_STORAGE_URI=settings.get("RATELIMIT_STORAGE_URI") or "memory://",
         RATELIMIT_HEADERS_ENABLED=True,
+        # A form stays valid as long as the session (8 h), not one hour.
+        WTF_CSRF_TIME_LIMIT=8 * 3600,
     )
 
 
@@ -107,10 +109,11 @@ def register_extensions(app: Flask) -> None:
     with app.app_context():
         configure_engine(db.engine)
     alembic.init_app(app)
+    # The limiter first: its check runs before CSRF's, so floods of bad posts are limited too.
+    limiter.init_app(app)
     csrf.init_app(app)
     login_manager.init_app(app)
     login_manager.session_protection = "strong"
-    limiter.init_app(app)
 
 
 def register_blueprints(app: Flask) -> None:

@@ -17,6 +17,7 @@ from flask import render_template
 from flask import request
 
 from webapp.clock import utcnow
+from webapp.extensions import csrf
 from webapp.extensions import db
 from webapp.extensions import limiter
 from webapp.models import Invitation
@@ -57,6 +58,22 @@ def _per_token_limit() -> str:
 
 
 limiter.limit(_per_ip_limit)(blueprint)
+# The forms check their CSRF token themselves (FlaskForm), inside the views, so the
+# per-link rate limit (a view decorator) counts even requests without a valid token.
+csrf.exempt(blueprint)
+
+
+def _csrf_refused(form) -> Response | None:
+    if form.is_submitted() and form.csrf_token.errors:
+        return make_response(
+            render_template(
+                "errors/error.html",
+                title="This form expired",
+                message="Go back, reload the invitation page and try again.",
+            ),
+            400,
+        )
+    return None
 
 
 @blueprint.after_request
@@ -130,10 +147,14 @@ def preview(token: str):
 def accept(token: str):
     """Accept: create or link the user and membership, then 303 to the product."""
     form = AcceptInvitationForm()
+    if not form.validate_on_submit():
+        refused = _csrf_refused(form)
+        if refused is not None:
+            return refused
     invitation = get_invitation_by_token(db.session, token)
     if invitation is None:
         return _unavailable()
-    if not form.validate_on_submit():
+    if form.errors:
         return _render_preview(invitation, form, DeclineInvitationForm(), 422)
     try:
         result = accept_invitation(
@@ -163,11 +184,11 @@ def accept(token: str):
 def decline(token: str):
     """Decline the invitation and say so plainly."""
     form = DeclineInvitationForm()
+    if not form.validate_on_submit():
+        return _csrf_refused(form) or _unavailable()
     invitation = get_invitation_by_token(db.session, token)
     if invitation is None:
         return _unavailable()
-    if not form.validate_on_submit():
-        return _render_preview(invitation, AcceptInvitationForm(), form, 422)
     try:
         invitation, _already = decline_invitation(db.session, token)
     except InvitationUnavailable:
