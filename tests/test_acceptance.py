@@ -265,3 +265,21 @@ def test_user_content_renders_inert(client, session, org):
     page = client.get(path).get_data(as_text=True)
     assert "<img src=x" not in page
     assert "&lt;img src=x onerror=alert(1)&gt;" in page
+
+
+def test_demo_welcome_page_verifies_the_ticket_once(client, session, org):
+    """The demo's product page verifies the ticket it receives, and only the first time."""
+    update_organization(
+        session,
+        org,
+        allowed_redirect_origins=["https://invites.example.com"],
+        default_redirect_url="https://invites.example.com/welcome",
+    )
+    session.commit()
+    path, _ = invite(session, org)
+    location = urlsplit(accept(client, path, name="Ada").headers["Location"])
+    assert location.path == "/welcome"
+    first = client.get(f"/welcome?{location.query}").get_data(as_text=True)
+    assert "Welcome, Ada" in first and "Acme" in first
+    again = client.get(f"/welcome?{location.query}").get_data(as_text=True)
+    assert "could not be verified: the ticket was already used" in again

@@ -78,7 +78,7 @@ def seed_demo(
         session,
         org,
         add_redirect_origins=[public_base_url],
-        default_redirect_url=public_base_url.rstrip("/") + "/",
+        default_redirect_url=public_base_url.rstrip("/") + "/welcome",
     )
     web = create_project(session, org, "Web App", is_default=True)
     create_project(session, org, "Data Platform")
