@@ -2,15 +2,21 @@
 
 from __future__ import annotations
 
+from dataclasses import astuple
 from dataclasses import dataclass
+from dataclasses import replace
 from datetime import datetime
 from email.message import EmailMessage
+from email.policy import SMTP
 from email.utils import format_datetime
+from email.utils import parseaddr
 from urllib.parse import urlsplit
 
 from flask import current_app
 from flask import render_template
+from sqlalchemy import select
 from sqlalchemy.orm import Session
+from sqlalchemy.orm import selectinload
 
 from webapp.clock import utcnow
 from webapp.models import Invitation
@@ -65,39 +71,39 @@ class InvitationEmailContext:
     is_reminder: bool
 
 
-def _inviter_label(session: Session, invitation: Invitation) -> str | None:
+def _inviter_label(user: User | None) -> str | None:
     """The inviting person; None when a system or an API key invited."""
-    user = session.get(User, invitation.inviter_user_id) if invitation.inviter_user_id else None
     if user is None:
         return None
     return _one_line(f"{user.name} ({user.email})" if user.name else user.email)
 
 
-def build_invitation_email(session: Session, row: OutboxMessage) -> EmailMessage:
-    """The invitation (or reminder) email for an outbox row: HTML and plain-text parts."""
-    invitation = session.get(Invitation, row.invitation_id) if row.invitation_id else None
-    if invitation is None or not row.token_ciphertext:
-        raise MessageNotBuildable("the invitation or its link is gone")
-    raw_token = open_from_outbox(row.token_ciphertext)
-    if raw_token is None:
-        raise MessageNotBuildable(
-            "the link cannot be rebuilt (the secret key changed); resend the invitation"
-        )
-    org = session.get(Organization, invitation.org_id)
-    assert org is not None
-    role = org.role(invitation.role)
-    now = utcnow()
-    context = InvitationEmailContext(
-        org_name=_one_line(org.name),
-        inviter=_inviter_label(session, invitation),
-        role_name=_one_line(role.name if role else invitation.role),
-        message=invitation.message,
-        accept_url=accept_url(raw_token),
-        expires_in_words=expiry_in_words(invitation.expires_at, now),
-        expires_on=invitation.expires_at.strftime("%A %d %B %Y, %H:%M UTC"),
-        to_email=row.to_email,
-        is_reminder=row.kind == "invitation_resend",
-    )
+@dataclass
+class OutgoingEmail:
+    """A message ready for a transport: serialized bytes, or (rarely) the object itself."""
+
+    outbox_id: str
+    sender: str
+    recipient: str
+    message_id: str
+    raw: bytes | None = None
+    message: EmailMessage | None = None
+
+    def as_bytes(self) -> bytes:
+        return self.raw if self.raw is not None else self.message.as_bytes(policy=SMTP)
+
+
+def _body_cte(text: str) -> str | None:
+    """7bit for plain ASCII (keeps the link on one line); the library's choice otherwise."""
+    if text.isascii() and all(len(line) <= 998 for line in text.splitlines()):
+        return "7bit"
+    return None
+
+
+def compose_invitation_email(
+    context: InvitationEmailContext, outbox_id: str, now: datetime
+) -> EmailMessage:
+    """The invitation (or reminder) email: HTML and plain-text parts, stable Message-ID."""
     if context.inviter:
         subject = f"{context.inviter} invited you to join {context.org_name}"
     else:
@@ -107,19 +113,134 @@ def build_invitation_email(session: Session, row: OutboxMessage) -> EmailMessage
     message = EmailMessage()
     message["Subject"] = _one_line(subject, 200)
     message["From"] = current_app.config["MAIL_FROM"]
-    message["To"] = row.to_email
+    message["To"] = context.to_email
     message["Date"] = format_datetime(now)
-    message["Message-ID"] = message_id_for(row.id)
+    message["Message-ID"] = message_id_for(outbox_id)
     message["Auto-Submitted"] = "auto-generated"
-    message.set_content(render_template("emails/invitation.txt", email=context))
-    message.add_alternative(
-        render_template("emails/invitation.html", email=context), subtype="html"
-    )
+    text = render_template("emails/invitation.txt", email=context)
+    html = render_template("emails/invitation.html", email=context)
+    message.set_content(text, cte=_body_cte(text))
+    message.add_alternative(html, subtype="html", cte=_body_cte(html))
     return message
 
 
+@dataclass
+class _Loaded:
+    invitations: dict[str, Invitation]
+    orgs: dict[str, Organization]
+    users: dict[str, User]
+
+
+def _load(session: Session, rows: list[OutboxMessage]) -> _Loaded:
+    """Everything the batch's emails mention, in three queries."""
+    invitation_ids = [r.invitation_id for r in rows if r.invitation_id]
+    invitations = {
+        i.id: i
+        for i in session.scalars(select(Invitation).where(Invitation.id.in_(invitation_ids)))
+    }
+    org_ids = {i.org_id for i in invitations.values()}
+    orgs = {
+        o.id: o
+        for o in session.scalars(
+            select(Organization)
+            .where(Organization.id.in_(org_ids))
+            .options(selectinload(Organization.roles))
+        )
+    }
+    user_ids = {i.inviter_user_id for i in invitations.values() if i.inviter_user_id}
+    users = {u.id: u for u in session.scalars(select(User).where(User.id.in_(user_ids)))}
+    return _Loaded(invitations, orgs, users)
+
+
+def _context(
+    row: OutboxMessage, loaded: _Loaded, now: datetime
+) -> tuple[InvitationEmailContext, str]:
+    if row.kind not in ("invitation", "invitation_resend"):
+        raise MessageNotBuildable(f"unknown email kind {row.kind!r}")
+    invitation = loaded.invitations.get(row.invitation_id or "")
+    if invitation is None or not row.token_ciphertext:
+        raise MessageNotBuildable("the invitation or its link is gone")
+    raw_token = open_from_outbox(row.token_ciphertext)
+    if raw_token is None:
+        raise MessageNotBuildable(
+            "the link cannot be rebuilt (the secret key changed); resend the invitation"
+        )
+    org = loaded.orgs[invitation.org_id]
+    role = org.role(invitation.role)
+    context = InvitationEmailContext(
+        org_name=_one_line(org.name),
+        inviter=_inviter_label(loaded.users.get(invitation.inviter_user_id or "")),
+        role_name=_one_line(role.name if role else invitation.role),
+        message=invitation.message,
+        accept_url=accept_url(raw_token),
+        expires_in_words=expiry_in_words(invitation.expires_at, now),
+        expires_on=invitation.expires_at.strftime("%A %d %B %Y, %H:%M UTC"),
+        to_email=row.to_email,
+        is_reminder=row.kind == "invitation_resend",
+    )
+    return context, raw_token
+
+
+# Placeholders for what differs between emails of one group; ASCII, never folded or
+# encoded (7bit bodies), each checked present before a template is used.
+_TOKEN_SLOT = "OItokenSLOT" + "x" * 32  # as long as a real token (43 characters)
+_RECIPIENT_SLOT = "oi-recipient-slot@slot.invalid"
+_OUTBOX_SLOT = "msg_oioutboxslot"
+
+
+def _template_for(context: InvitationEmailContext, now: datetime) -> bytes | None:
+    slotted = replace(
+        context,
+        to_email=_RECIPIENT_SLOT,
+        accept_url=context.accept_url.rsplit("/", 1)[0] + "/" + _TOKEN_SLOT,
+    )
+    raw = compose_invitation_email(slotted, _OUTBOX_SLOT, now).as_bytes(policy=SMTP)
+    if not raw.isascii() or any(
+        slot.encode() not in raw for slot in (_TOKEN_SLOT, _RECIPIENT_SLOT, _OUTBOX_SLOT)
+    ):
+        return None
+    return raw
+
+
+def render_outgoing(
+    session: Session, rows: list[OutboxMessage]
+) -> list[OutgoingEmail | tuple[str, MessageNotBuildable]]:
+    """Build the emails of a batch, in order; unbuildable rows come back with the reason.
+
+    Emails that differ only in recipient, link and Message-ID (a bulk invite) share
+    one ``EmailMessage`` rendering; each is then filled in. Anything non-ASCII is
+    built on its own.
+    """
+    now = utcnow()
+    loaded = _load(session, rows)
+    sender = parseaddr(current_app.config["MAIL_FROM"])[1]
+    templates: dict[tuple, bytes | None] = {}
+    results: list[OutgoingEmail | tuple[str, MessageNotBuildable]] = []
+    for row in rows:
+        try:
+            context, raw_token = _context(row, loaded, now)
+        except MessageNotBuildable as exc:
+            results.append((row.id, exc))
+            continue
+        message_id = message_id_for(row.id)
+        group = astuple(replace(context, to_email="", accept_url=""))
+        if group not in templates:
+            templates[group] = _template_for(context, now)
+        template = templates[group]
+        if template is not None and row.to_email.isascii():
+            raw = (
+                template.replace(_TOKEN_SLOT.encode(), raw_token.encode())
+                .replace(_RECIPIENT_SLOT.encode(), row.to_email.encode())
+                .replace(_OUTBOX_SLOT.encode(), row.id.encode())
+            )
+            results.append(OutgoingEmail(row.id, sender, row.to_email, message_id, raw=raw))
+        else:
+            message = compose_invitation_email(context, row.id, now)
+            results.append(OutgoingEmail(row.id, sender, row.to_email, message_id, message=message))
+    return results
+
+
 def build_email(session: Session, row: OutboxMessage) -> EmailMessage:
-    """Dispatch on the row's kind."""
-    if row.kind in ("invitation", "invitation_resend"):
-        return build_invitation_email(session, row)
-    raise MessageNotBuildable(f"unknown email kind {row.kind!r}")
+    """The email of one outbox row, built directly (no shared template)."""
+    context, _ = _context(row, _load(session, [row]), utcnow())
+    return compose_invitation_email(context, row.id, utcnow())

@@ -5,12 +5,14 @@ from __future__ import annotations
 import contextlib
 import smtplib
 import ssl
-from email.message import EmailMessage
+from email.parser import BytesHeaderParser
+from email.policy import default
 from typing import Protocol
 
 from sqlalchemy import insert
 
 from webapp.clock import utcnow
+from webapp.delivery.messages import OutgoingEmail
 from webapp.extensions import db
 from webapp.models import DevMailboxMessage
 
@@ -25,7 +27,7 @@ class DeliveryError(Exception):
 
 
 class Transport(Protocol):
-    def send(self, message: EmailMessage) -> None: ...
+    def send(self, email: OutgoingEmail) -> None: ...
 
     def close(self) -> None: ...
 
@@ -85,13 +87,17 @@ class SmtpTransport:
                 self._connection.close()
         self._connection = None
 
-    def send(self, message: EmailMessage) -> None:
+    def send(self, email: OutgoingEmail) -> None:
         """Return only once the server accepted the message (its 250 after DATA)."""
         for attempt in (1, 2):
             try:
                 if self._connection is None:
                     self._connection = self._connect()
-                self._connection.send_message(message)
+                if email.raw is not None:
+                    self._connection.sendmail(email.sender, [email.recipient], email.raw)
+                else:
+                    # Non-ASCII addresses: smtplib negotiates SMTPUTF8 itself.
+                    self._connection.send_message(email.message)
                 return
             except smtplib.SMTPServerDisconnected as exc:
                 # A reused connection the server closed while idle: reconnect once.
@@ -123,17 +129,18 @@ class DevMailboxTransport:
     The row joins the worker's current transaction, committed with the "sent" marks.
     """
 
-    def send(self, message: EmailMessage) -> None:
-        outbox_id = str(message["Message-ID"]).strip("<>").split("@", 1)[0]
+    def send(self, email: OutgoingEmail) -> None:
+        raw = email.as_bytes()
+        headers = BytesHeaderParser(policy=default).parsebytes(raw)
         db.session.execute(
             insert(DevMailboxMessage),
             [
                 {
-                    "outbox_id": outbox_id,
-                    "message_id": str(message["Message-ID"]),
-                    "to_email": str(message["To"]),
-                    "subject": str(message["Subject"]),
-                    "raw": message.as_bytes(),
+                    "outbox_id": email.outbox_id,
+                    "message_id": email.message_id,
+                    "to_email": email.recipient,
+                    "subject": str(headers["Subject"]),
+                    "raw": raw,
                     "created_at": utcnow(),
                 }
             ],

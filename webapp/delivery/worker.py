@@ -15,22 +15,21 @@ import threading
 import time
 from dataclasses import dataclass
 from datetime import timedelta
-from email.message import EmailMessage
 
 from flask import Flask
 
-from webapp.delivery.messages import MessageNotBuildable
-from webapp.delivery.messages import build_email
+from webapp.delivery.messages import OutgoingEmail
+from webapp.delivery.messages import render_outgoing
 from webapp.delivery.transports import DeliveryError
 from webapp.delivery.transports import Transport
 from webapp.delivery.transports import transport_from_config
 from webapp.extensions import db
 from webapp.services.expiry import expire_due_invitations
 from webapp.services.outbox import claim_batch
+from webapp.services.outbox import claimed_rows
 from webapp.services.outbox import record_failure
 from webapp.services.outbox import record_sent
 from webapp.services.outbox import release_claims
-from webapp.services.outbox import still_claimed
 from webapp.services.outbox import still_claimed_ids
 
 log = logging.getLogger("orginvites.worker")
@@ -123,20 +122,26 @@ class DeliveryWorker:
             session.commit()
             if not ids:
                 return 0
+            rows = claimed_rows(session, ids, self.worker_id)
+            recipients = {row.id: row.to_email for row in rows}
+            attempts = {row.id: row.attempts for row in rows}
+            invitations = {row.id: row.invitation_id for row in rows}
             prepared: list[_Prepared] = []
             unbuildable: list[tuple[str, str, str]] = []
-            for outbox_id in ids:
-                row = still_claimed(session, outbox_id, self.worker_id)
-                if row is None:
-                    continue
-                try:
-                    message = build_email(session, row)
-                except MessageNotBuildable as exc:
-                    unbuildable.append((outbox_id, str(exc), row.to_email))
-                    continue
-                prepared.append(
-                    _Prepared(outbox_id, row.to_email, row.invitation_id, row.attempts, message)
-                )
+            for item in render_outgoing(session, rows):
+                if isinstance(item, tuple):
+                    outbox_id, exc = item
+                    unbuildable.append((outbox_id, str(exc), recipients[outbox_id]))
+                else:
+                    prepared.append(
+                        _Prepared(
+                            item.outbox_id,
+                            item.recipient,
+                            invitations[item.outbox_id],
+                            attempts[item.outbox_id],
+                            item,
+                        )
+                    )
             session.commit()
             for outbox_id, reason, to in unbuildable:
                 self._failed(outbox_id, reason, permanent=True, to=to)
@@ -159,7 +164,7 @@ class DeliveryWorker:
             if self.stop_event.is_set():
                 break
             try:
-                self.transport.send(item.message)
+                self.transport.send(item.email)
             except DeliveryError as exc:
                 self._failed(item.outbox_id, exc.reason, permanent=exc.permanent, to=item.to)
                 continue
@@ -191,7 +196,7 @@ class _Prepared:
     to: str
     invitation_id: str | None
     attempts: int
-    message: EmailMessage
+    email: OutgoingEmail
 
 
 def start_background_worker(app: Flask, **kwargs) -> DeliveryWorker:

@@ -119,12 +119,25 @@ def claim_batch(session: Session, *, worker_id: str, limit: int, lease: timedelt
     return ids
 
 
-def still_claimed(session: Session, outbox_id: str, worker_id: str) -> OutboxMessage | None:
-    """The row, if it is still pending and still ours (revoke may have cancelled it)."""
-    row = session.get(OutboxMessage, outbox_id, populate_existing=True)
-    if row is None or row.status != OutboxStatus.PENDING.value or row.locked_by != worker_id:
-        return None
-    return row
+def claimed_rows(
+    session: Session, outbox_ids: Sequence[str], worker_id: str
+) -> list[OutboxMessage]:
+    """The rows among these that are still pending and claimed by ``worker_id``, in order."""
+    if not outbox_ids:
+        return []
+    found = {
+        row.id: row
+        for row in session.scalars(
+            select(OutboxMessage)
+            .where(
+                OutboxMessage.id.in_(list(outbox_ids)),
+                OutboxMessage.status == OutboxStatus.PENDING.value,
+                OutboxMessage.locked_by == worker_id,
+            )
+            .execution_options(populate_existing=True)
+        )
+    }
+    return [found[i] for i in outbox_ids if i in found]
 
 
 def still_claimed_ids(session: Session, outbox_ids: Sequence[str], worker_id: str) -> list[str]:
