@@ -545,15 +545,37 @@ def test_an_internationalized_address_is_delivered_over_smtputf8(make_app, backe
     assert only(outbox(app))["status"] == "sent"
 
 
-@pytest.mark.xfail(
-    reason=(
-        "BUG: webapp/delivery/worker.py DeliveryWorker.run has no error handling around "
-        "run_once/maybe_sweep: one database error (e.g. SQLite 'database is locked', a "
-        "PostgreSQL restart) ends the loop for good, and the in-process worker of run/demo "
-        "dies silently"
-    ),
-    strict=True,
-)
+def test_an_internationalized_address_without_smtputf8_is_dead_not_retried(
+    make_app, backend, make_worker
+):
+    """A server without SMTPUTF8 can never take a non-ASCII address: dead, with the reason."""
+    server = SmtpServer(smtputf8=False)
+    server.start()
+    try:
+        app = make_app(backend, **smtp_config(server.port))
+        org = setup_org(app)
+        invite(app, org, ["josé@bücher.example"])
+        make_worker(app).run_once()
+    finally:
+        server.stop()
+    row = only(outbox(app))
+    assert row["status"] == "dead"
+    assert "SMTPUTF8" in row["last_error"]
+
+
+def test_an_unreachable_server_stops_the_batch_after_one_try(make_app, backend, make_worker):
+    """With the server down, one message is charged an attempt; the rest wait untouched."""
+    app = make_app(backend, **smtp_config(free_port()))
+    org = setup_org(app)
+    invite(app, org, [f"waiting{n}@example.org" for n in range(5)])
+    worker = make_worker(app)
+    worker.run_once()
+    rows = outbox(app)
+    assert sorted(r["attempts"] for r in rows) == [0, 0, 0, 0, 1]
+    assert all(r["status"] == "pending" and r["locked_until"] is None for r in rows)
+    assert worker.server_down_rounds == 1
+
+
 def test_a_database_error_does_not_stop_the_worker_loop(
     smtp_app, smtp, acme, make_worker, monkeypatch
 ):
@@ -601,14 +623,6 @@ def test_a_revoked_invitations_email_is_never_delivered(smtp_app, smtp, acme, ma
     assert rows[keep.invitation_id]["status"] == "sent"
 
 
-@pytest.mark.xfail(
-    reason=(
-        "BUG: webapp/delivery/worker.py _deliver_chunk checks which rows are still claimed "
-        "once per chunk (commit_every=50), so a revoke committed while an earlier message of "
-        "the chunk is in flight does not stop the later ones"
-    ),
-    strict=True,
-)
 def test_a_revoke_while_the_batch_is_being_sent_cancels_the_rest(smtp_app, smtp, acme, make_worker):
     """A revoke committed while another message of the batch is in flight still cancels."""
     issued = invite(smtp_app, acme, ["a@example.org", "b@example.org"])
@@ -679,7 +693,18 @@ class _Pick:
 
 @pytest.mark.parametrize(
     ("attempts", "step"),
-    [(0, 30), (1, 30), (2, 60), (3, 120), (5, 480), (7, 1920), (8, 3600), (12, 3600), (50, 3600)],
+    [
+        (0, 30),
+        (1, 30),
+        (2, 60),
+        (3, 120),
+        (5, 480),
+        (7, 1920),
+        (8, 3840),
+        (9, 7200),
+        (12, 7200),
+        (50, 7200),
+    ],
 )
 def test_retry_delay_is_capped_exponential_with_jitter(attempts, step):
     """Each delay lies in [50 %, 100 %] of min(cap, base * 2^(attempts-1)) and varies."""

@@ -522,11 +522,11 @@ def test_lapsed_invitations_do_not_use_quota(session, org, clock):
 
 
 def test_create_writes_audit_events_and_outbox_row_in_same_transaction(session, org, clock):
-    """Creating writes invitation.created, invitation.sent and one outbox row before commit."""
+    """Creating writes invitation.created and one outbox row before commit ('sent' comes later)."""
     issued = create_invitation(session, org, InvitationRequest("ann@example.com"), actor=SYSTEM)
     inv_id = issued.invitation.id
     # Visible inside the still-open transaction...
-    assert event_types(session, inv_id) == ["invitation.created", "invitation.sent"]
+    assert event_types(session, inv_id) == ["invitation.created"]
     assert len(outbox_rows(session, inv_id)) == 1
     session.commit()
     # ...and committed together.
@@ -585,7 +585,6 @@ def test_audit_events_never_contain_a_token(session, org, clock):
     events = list(session.scalars(select(AuditEvent)))
     assert {e.type for e in events} >= {
         "invitation.created",
-        "invitation.sent",
         "invitation.resent",
         "invitation.accepted",
     }

@@ -39,6 +39,7 @@ SETTINGS: dict[str, tuple[Any, Any]] = {
     "SMTP_USERNAME": (None, None),
     "SMTP_PASSWORD": (None, None),
     "SMTP_SECURITY": ("none", None),
+    "SMTP_TIMEOUT_SECONDS": (30, _as_int),
     "MAIL_FROM": ("OrgInvites <invitations@localhost>", None),
     "RATELIMIT_STORAGE_URI": ("memory://", None),
     "RESEND_MIN_INTERVAL_SECONDS": (60, _as_int),
@@ -48,6 +49,7 @@ SETTINGS: dict[str, tuple[Any, Any]] = {
     "INSTANCE_PATH": (None, None),
     "ACCEPT_RATE_LIMIT_PER_IP": ("60/minute", None),
     "ACCEPT_RATE_LIMIT_PER_TOKEN": ("20/minute", None),
+    "LOGIN_RATE_LIMIT": ("10/minute", None),
 }
 
 ENUMS = {

@@ -46,7 +46,7 @@ def worker_command(
         while True:
             count = worker.run_once()
             handled += count
-            if count == 0:
+            if count == 0 or worker.server_down_rounds:
                 break
         worker.transport.close()
         click.echo(f"Handled {handled} item{'s' if handled != 1 else ''}.")

@@ -217,6 +217,16 @@ def render_outgoing(
     templates: dict[tuple, bytes | None] = {}
     results: list[OutgoingEmail | tuple[str, MessageNotBuildable]] = []
     for row in rows:
+        if row.kind == "password_reset":
+            try:
+                message = compose_password_reset_email(row, now)
+            except MessageNotBuildable as exc:
+                results.append((row.id, exc))
+                continue
+            results.append(
+                OutgoingEmail(row.id, sender, row.to_email, message_id_for(row.id), message=message)
+            )
+            continue
         try:
             context, raw_token = _context(row, loaded, now)
         except MessageNotBuildable as exc:
@@ -240,7 +250,30 @@ def render_outgoing(
     return results
 
 
+def compose_password_reset_email(row: OutboxMessage, now: datetime) -> EmailMessage:
+    """The password-reset email: a single-use link valid for one hour."""
+    raw_token = open_from_outbox(row.token_ciphertext) if row.token_ciphertext else None
+    if raw_token is None:
+        raise MessageNotBuildable("the reset link cannot be rebuilt; ask for a new one")
+    base = current_app.config["PUBLIC_BASE_URL"].rstrip("/")
+    link = f"{base}/password-reset/{raw_token}"
+    message = EmailMessage()
+    message["Subject"] = "Reset your OrgInvites password"
+    message["From"] = current_app.config["MAIL_FROM"]
+    message["To"] = row.to_email
+    message["Date"] = format_datetime(now)
+    message["Message-ID"] = message_id_for(row.id)
+    message["Auto-Submitted"] = "auto-generated"
+    text = render_template("emails/password_reset.txt", link=link, to_email=row.to_email)
+    html = render_template("emails/password_reset.html", link=link, to_email=row.to_email)
+    message.set_content(text, cte=_body_cte(text))
+    message.add_alternative(html, subtype="html", cte=_body_cte(html))
+    return message
+
+
 def build_email(session: Session, row: OutboxMessage) -> EmailMessage:
     """The email of one outbox row, built directly (no shared template)."""
+    if row.kind == "password_reset":
+        return compose_password_reset_email(row, utcnow())
     context, _ = _context(row, _load(session, [row]), utcnow())
     return compose_invitation_email(context, row.id, utcnow())

@@ -18,12 +18,17 @@ from webapp.models import DevMailboxMessage
 
 
 class DeliveryError(Exception):
-    """A message was not accepted. ``permanent`` errors are never retried."""
+    """A message was not accepted. ``permanent`` errors are never retried.
 
-    def __init__(self, reason: str, *, permanent: bool) -> None:
+    ``connection_failed`` means the server could not be reached at all: the rest of the
+    batch would fail the same way, so the worker stops the batch and waits.
+    """
+
+    def __init__(self, reason: str, *, permanent: bool, connection_failed: bool = False) -> None:
         super().__init__(reason)
         self.reason = reason[:500]
         self.permanent = permanent
+        self.connection_failed = connection_failed
 
 
 class Transport(Protocol):
@@ -103,7 +108,9 @@ class SmtpTransport:
                 # A reused connection the server closed while idle: reconnect once.
                 self._drop()
                 if attempt == 2:
-                    raise DeliveryError(f"connection lost: {exc}", permanent=False) from exc
+                    raise DeliveryError(
+                        f"connection lost: {exc}", permanent=False, connection_failed=True
+                    ) from exc
             except smtplib.SMTPRecipientsRefused as exc:
                 code, reply = next(iter(exc.recipients.values()))
                 raise _classify(code, reply) from exc
@@ -112,9 +119,16 @@ class SmtpTransport:
                 if exc.smtp_code in (421,):  # the server is closing the connection
                     self._drop()
                 raise _classify(exc.smtp_code, exc.smtp_error) from exc
+            except smtplib.SMTPNotSupportedError as exc:
+                # e.g. an internationalised address and a server without SMTPUTF8.
+                raise DeliveryError(
+                    f"the mail server cannot take this message: {exc}", permanent=True
+                ) from exc
             except (TimeoutError, smtplib.SMTPException, OSError) as exc:
                 self._drop()
-                raise DeliveryError(f"connection error: {exc}", permanent=False) from exc
+                raise DeliveryError(
+                    f"connection error: {exc}", permanent=False, connection_failed=True
+                ) from exc
 
     def close(self) -> None:
         if self._connection is not None:
@@ -160,4 +174,5 @@ def transport_from_config(config) -> Transport:
         security=config["SMTP_SECURITY"],
         username=config.get("SMTP_USERNAME"),
         password=config.get("SMTP_PASSWORD"),
+        timeout=float(config.get("SMTP_TIMEOUT_SECONDS") or 30),
     )

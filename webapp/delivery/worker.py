@@ -67,24 +67,49 @@ class DeliveryWorker:
         self.worker_id = worker_id or f"{socket.gethostname()}:{os.getpid()}:{id(self):x}"
         self.stop_event = threading.Event()
         self._last_sweep = 0.0
+        self.server_down_rounds = 0
 
     def stop(self) -> None:
         """Ask the loop to finish the message in hand and stop."""
         self.stop_event.set()
 
     def run(self) -> None:
-        """Deliver until stopped; sweep expired invitations now and then."""
+        """Deliver until stopped; sweep expired invitations now and then.
+
+        An error in one round (a database restart, "database is locked") is logged and
+        the loop carries on after a pause: the worker must outlive passing trouble.
+        """
         log_event("worker.started", worker=self.worker_id)
+        failures = 0
+        released = 0
         try:
             while not self.stop_event.is_set():
-                self.maybe_sweep()
-                handled = self.run_once()
-                if handled == 0:
+                try:
+                    self.maybe_sweep()
+                    handled = self.run_once()
+                    failures = 0
+                except Exception:  # noqa: BLE001 - logged, then retried after a pause
+                    failures += 1
+                    log.exception(
+                        "worker.round_failed worker=%s failures=%d", self.worker_id, failures
+                    )
+                    handled = 0
+                    self.stop_event.wait(min(30.0, self.settings.poll_interval * 2**failures))
+                    continue
+                if self.server_down_rounds:
+                    # Unreachable SMTP server: wait longer each time, up to a minute.
+                    self.stop_event.wait(
+                        min(60.0, self.settings.poll_interval * 2**self.server_down_rounds)
+                    )
+                elif handled == 0:
                     self.stop_event.wait(self.settings.poll_interval)
         finally:
-            with self.app.app_context():
-                released = release_claims(db.session, self.worker_id)
-                db.session.commit()
+            try:
+                with self.app.app_context():
+                    released = release_claims(db.session, self.worker_id)
+                    db.session.commit()
+            except Exception:  # noqa: BLE001 - the lease frees them anyway
+                log.exception("worker.release_failed worker=%s", self.worker_id)
             self.transport.close()
             log_event("worker.stopped", worker=self.worker_id, released=released)
 
@@ -149,24 +174,36 @@ class DeliveryWorker:
             for start in range(0, len(prepared), step):
                 if self.stop_event.is_set():
                     break
-                self._deliver_chunk(prepared[start : start + step])
+                if not self._deliver_chunk(prepared[start : start + step]):
+                    # The server is unreachable: give the rest back and wait a round.
+                    release_claims(session, self.worker_id)
+                    session.commit()
+                    self.server_down_rounds += 1
+                    log_event("worker.server_unreachable", worker=self.worker_id)
+                    return len(ids)
+            self.server_down_rounds = 0
             return len(ids)
 
-    def _deliver_chunk(self, chunk: list[_Prepared]) -> None:
+    def _deliver_chunk(self, chunk: list[_Prepared]) -> bool:
+        """Send a chunk; return False when the server is unreachable (stop the batch)."""
         session = db.session
-        # Re-check just before sending: a revoke since the claim cancels the message.
-        live = set(still_claimed_ids(session, [p.outbox_id for p in chunk], self.worker_id))
-        session.commit()
         sent: list[str] = []
+        reachable = True
         for item in chunk:
-            if item.outbox_id not in live:
-                continue
             if self.stop_event.is_set():
                 break
+            # Re-check just before sending: a revoke since the claim cancels the message.
+            still_ours = still_claimed_ids(session, [item.outbox_id], self.worker_id)
+            session.commit()
+            if not still_ours:
+                continue
             try:
                 self.transport.send(item.email)
             except DeliveryError as exc:
                 self._failed(item.outbox_id, exc.reason, permanent=exc.permanent, to=item.to)
+                if exc.connection_failed:
+                    reachable = False
+                    break
                 continue
             sent.append(item.outbox_id)
             log_event(
@@ -178,6 +215,7 @@ class DeliveryWorker:
             )
         record_sent(session, sent, worker_id=self.worker_id)
         session.commit()
+        return reachable
 
     def _failed(self, outbox_id: str, reason: str, *, permanent: bool, to: str) -> None:
         status = record_failure(db.session, outbox_id, reason, permanent=permanent)

@@ -15,6 +15,7 @@ from webapp.models.outbox import DevMailboxMessage
 from webapp.models.outbox import OutboxMessage
 from webapp.models.outbox import OutboxStatus
 from webapp.models.users import Membership
+from webapp.models.users import PasswordResetToken
 from webapp.models.users import User
 
 __all__ = [
@@ -31,6 +32,7 @@ __all__ = [
     "Organization",
     "OutboxMessage",
     "OutboxStatus",
+    "PasswordResetToken",
     "Project",
     "ProjectMembership",
     "User",

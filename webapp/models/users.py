@@ -56,3 +56,16 @@ class Membership(Base):
 
     user: Mapped[User] = relationship()
     organization: Mapped[Organization] = relationship()
+
+
+class PasswordResetToken(Base):
+    """A single-use, expiring password-reset link (only its SHA-256 is stored)."""
+
+    __tablename__ = "password_reset_tokens"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    user_id: Mapped[str] = mapped_column(sa.ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    token_hash: Mapped[str] = mapped_column(sa.String(64), unique=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    used_at: Mapped[datetime | None] = mapped_column(UTCDateTime)

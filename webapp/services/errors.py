@@ -102,3 +102,16 @@ class Throttled(ServiceError):
 
 class QuotaExceeded(ServiceError):
     code = "quota_exceeded"
+
+
+class InvalidResetLink(ServiceError):
+    """Unknown, used or expired password-reset link."""
+
+    code = "invalid_reset_link"
+
+    def __init__(self) -> None:
+        super().__init__("This password reset link is no longer valid. Ask for a new one.")
+
+
+class Forbidden(ServiceError):
+    code = "forbidden"

@@ -368,15 +368,8 @@ def create_invitation(
         data={"email": checked.email, "role": checked.role, "source": source},
     )
     if checked.notify:
+        # Queued now; the worker writes invitation.sent once the server accepted it.
         issue_invitation_email(session, invitation, org, raw_token, "invitation")
-        record_event(
-            session,
-            "invitation.sent",
-            actor=actor,
-            org_id=org.id,
-            invitation_id=invitation_id,
-            data={"send_count": 1},
-        )
     return IssuedInvitation(invitation=invitation, accept_url=accept_url(raw_token))
 
 

@@ -75,9 +75,10 @@ def cancel_unsent_for_invitations(session: Session, invitation_ids: Sequence[str
 
 # --- delivery bookkeeping (used by the worker) -------------------------------------
 
-MAX_ATTEMPTS = 8
+# 30 s doubling to 2 h: about 9 to 18 hours of retries before a message is dead.
+MAX_ATTEMPTS = 16
 BACKOFF_BASE_SECONDS = 30
-BACKOFF_CAP_SECONDS = 3600
+BACKOFF_CAP_SECONDS = 7200
 
 
 def retry_delay(attempts: int, rng: random.Random | None = None) -> timedelta:

@@ -3,10 +3,19 @@
 from __future__ import annotations
 
 from flask_wtf import FlaskForm
+from wtforms import BooleanField
+from wtforms import EmailField
 from wtforms import PasswordField
+from wtforms import SelectField
+from wtforms import SelectMultipleField
 from wtforms import StringField
+from wtforms import TextAreaField
+from wtforms import URLField
+from wtforms.validators import DataRequired
 from wtforms.validators import Length
 from wtforms.validators import Optional
+from wtforms.widgets import CheckboxInput
+from wtforms.widgets import ListWidget
 
 from webapp.services.errors import ValidationFailed
 
@@ -32,3 +41,56 @@ def attach_service_errors(form: FlaskForm, error: ValidationFailed) -> None:
             field.errors = [*list(field.errors), field_error.message]
         else:
             form.form_errors.append(field_error.message)
+
+
+class EmptyForm(FlaskForm):
+    """A bare button POST that still carries the CSRF token (revoke, resend, sign out)."""
+
+
+class LoginForm(FlaskForm):
+    email = EmailField("Email", validators=[DataRequired(), Length(max=254)])
+    password = PasswordField("Password", validators=[DataRequired(), Length(max=256)])
+
+
+class PasswordResetRequestForm(FlaskForm):
+    email = EmailField("Email", validators=[DataRequired(), Length(max=254)])
+
+
+class PasswordResetForm(FlaskForm):
+    password = PasswordField(
+        "New password",
+        validators=[DataRequired(), Length(max=256)],
+        description="At least 10 characters.",
+    )
+
+
+EXPIRY_CHOICES = [
+    ("", "Organization default"),
+    ("3600", "1 hour"),
+    ("86400", "1 day"),
+    ("259200", "3 days"),
+    ("604800", "7 days"),
+    ("1209600", "14 days"),
+    ("2592000", "30 days"),
+]
+
+
+class InviteForm(FlaskForm):
+    email = EmailField("Email address", validators=[DataRequired(), Length(max=254)])
+    role = SelectField("Role")
+    expires_in = SelectField("Expires", choices=EXPIRY_CHOICES, default="")
+    redirect_url = URLField(
+        "Redirect after accepting",
+        validators=[Optional(), Length(max=2048)],
+        description="Optional; must be on the organization's allowed origins.",
+    )
+    projects = SelectMultipleField(
+        "Projects",
+        widget=ListWidget(prefix_label=False),
+        option_widget=CheckboxInput(),
+        validate_choice=False,
+    )
+    message = TextAreaField(
+        "Message", validators=[Optional(), Length(max=1000)], description="Optional note."
+    )
+    notify = BooleanField("Send the invitation email", default=True)

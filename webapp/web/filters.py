@@ -1,0 +1,36 @@
+"""Jinja filters for dates and statuses."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from flask import Flask
+
+from webapp.clock import utcnow
+
+
+def relative_time(value: datetime | None, now: datetime | None = None) -> str:
+    """'in 3 days', '5 minutes ago', 'just now'."""
+    if value is None:
+        return "—"
+    now = now or utcnow()
+    seconds = (value - now).total_seconds()
+    future = seconds > 0
+    seconds = abs(seconds)
+    if seconds < 45:
+        return "just now"
+    for size, unit in ((86400 * 30, "month"), (86400, "day"), (3600, "hour"), (60, "minute")):
+        if seconds >= size:
+            count = round(seconds / size)
+            text = f"{count} {unit}{'s' if count != 1 else ''}"
+            return f"in {text}" if future else f"{text} ago"
+    return "in a minute" if future else "a minute ago"
+
+
+def exact_time(value: datetime | None) -> str:
+    return value.strftime("%Y-%m-%d %H:%M UTC") if value else "—"
+
+
+def register_filters(app: Flask) -> None:
+    app.add_template_filter(relative_time, "relative")
+    app.add_template_filter(exact_time, "exact")
