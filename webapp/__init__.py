@@ -118,16 +118,35 @@ def register_extensions(app: Flask) -> None:
 
 def register_blueprints(app: Flask) -> None:
     from webapp.web.acceptance import blueprint as acceptance_blueprint
+    from webapp.web.dashboard.activity import blueprint as activity_blueprint
+    from webapp.web.dashboard.admin import blueprint as admin_blueprint
+    from webapp.web.dashboard.auth import blueprint as auth_blueprint
+    from webapp.web.dashboard.invitations import blueprint as invitations_blueprint
+    from webapp.web.dashboard.members import blueprint as members_blueprint
+    from webapp.web.dashboard.overview import blueprint as overview_blueprint
+    from webapp.web.dashboard.settings import blueprint as settings_blueprint
     from webapp.web.dev_mailbox import blueprint as dev_mailbox_blueprint
     from webapp.web.errors import register_error_handlers
+    from webapp.web.filters import register_filters
     from webapp.web.home import blueprint as home_blueprint
     from webapp.web.security import register_security_headers
 
-    app.register_blueprint(home_blueprint)
-    app.register_blueprint(acceptance_blueprint)
-    app.register_blueprint(dev_mailbox_blueprint)
+    for blueprint in (
+        home_blueprint,
+        auth_blueprint,
+        invitations_blueprint,
+        overview_blueprint,
+        members_blueprint,
+        activity_blueprint,
+        settings_blueprint,
+        admin_blueprint,
+        acceptance_blueprint,
+        dev_mailbox_blueprint,
+    ):
+        app.register_blueprint(blueprint)
     register_error_handlers(app)
     register_security_headers(app)
+    register_filters(app)
 
 
 def register_commands(app: Flask) -> None:

@@ -5,6 +5,8 @@ from __future__ import annotations
 from datetime import datetime
 
 from flask import Flask
+from flask import current_app
+from flask import g
 
 from webapp.clock import utcnow
 
@@ -31,6 +33,20 @@ def exact_time(value: datetime | None) -> str:
     return value.strftime("%Y-%m-%d %H:%M UTC") if value else "—"
 
 
+def _now() -> dict[str, datetime]:
+    """One ``now`` per request, so every row of a page judges expiry by the same clock."""
+    if "now" not in g:
+        g.now = utcnow()
+    return {"now": g.now}
+
+
+def has_endpoint(name: str) -> bool:
+    """Whether a route exists (so the navigation shows only pages that are built)."""
+    return name in current_app.view_functions
+
+
 def register_filters(app: Flask) -> None:
+    app.add_template_global(has_endpoint)
     app.add_template_filter(relative_time, "relative")
     app.add_template_filter(exact_time, "exact")
+    app.context_processor(_now)

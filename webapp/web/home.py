@@ -1,22 +1,27 @@
 """The start page and health check served until the dashboard lands."""
 
 from flask import Blueprint
-from flask import current_app
+from flask import redirect
 from flask import render_template
 from flask import request
+from flask import url_for
+from flask_login import current_user
 from sqlalchemy import text
 
 from webapp.extensions import db
 from webapp.services.tickets import InvalidTicket
 from webapp.services.tickets import verify_ticket
+from webapp.web.dashboard.auth import home_for
 
 blueprint = Blueprint("home", __name__)
 
 
 @blueprint.get("/")
 def index():
-    """A plain page saying the service runs and where to go next."""
-    return render_template("web/home.html", demo_login=current_app.config.get("DEMO_LOGIN_HINT"))
+    """Signed in: your organization's invitations. Otherwise: the sign-in page."""
+    if current_user.is_authenticated:
+        return redirect(home_for(current_user))
+    return redirect(url_for("auth.login"))
 
 
 @blueprint.get("/welcome")

@@ -179,15 +179,17 @@ def new(org: Organization):
             if is_partial():
                 fresh = _invite_form(org, formdata=None)
                 fresh.email.data = ""
-                return render_template(
-                    "invitations/_invite_created.html",
-                    org=org,
-                    invite_form=fresh,
-                    invitation=invitation,
-                    accept_url=None if form.notify.data else issued.accept_url,
-                    message=message,
-                    row_form=EmptyForm(),
+                response = make_response(
+                    render_template(
+                        "invitations/_invite_created.html",
+                        org=org,
+                        invite_form=fresh,
+                        accept_url=None if form.notify.data else issued.accept_url,
+                        message=message,
+                    )
                 )
+                response.headers["HX-Trigger"] = "invitation-created"
+                return response
             flash(message, "success")
             if not form.notify.data:
                 flash(f"Link for {invitation.email}: {issued.accept_url}", "link")
@@ -203,7 +205,20 @@ def _row(org: Organization, invitation_id: str) -> Invitation:
         abort(404)
 
 
-ACTIONS = {"revoke": "Revoke", "resend": "Resend"}
+@blueprint.get("/<invitation_id>")
+@org_admin_view
+def row(org: Organization, invitation_id: str):
+    """One row (htmx: after Cancel), or the list for a plain request."""
+    invitation = _row(org, invitation_id)
+    if not is_partial():
+        return redirect(url_for("invitations.index", slug=org.slug))
+    return vary_on_htmx(
+        make_response(
+            render_template(
+                "invitations/_row.html", org=org, invitation=invitation, row_form=EmptyForm()
+            )
+        )
+    )
 
 
 @blueprint.route("/<invitation_id>/<any(revoke, resend):action>", methods=["GET", "POST"])
