@@ -8,6 +8,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from sqlalchemy import exists
+from sqlalchemy import func
 from sqlalchemy import or_
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
@@ -21,12 +22,15 @@ from webapp.models import Membership
 from webapp.models import Organization
 from webapp.models import OrgRole
 from webapp.models import Project
+from webapp.services.actors import Actor
+from webapp.services.audit import record_event
 from webapp.services.counters import create_counters
 from webapp.services.errors import Conflict
 from webapp.services.errors import FieldError
 from webapp.services.errors import NotFound
 from webapp.services.errors import ValidationFailed
 from webapp.services.validation import check_redirect_url
+from webapp.services.validation import clean_text
 from webapp.services.validation import normalize_origin
 from webapp.services.validation import required_text
 
@@ -35,6 +39,16 @@ ROLE_KEY_PATTERN = re.compile(r"^[a-z][a-z0-9_:.-]{0,63}$")
 MIN_EXPIRY_SECONDS = 3600
 MAX_EXPIRY_SECONDS = 30 * 24 * 3600
 DEFAULT_ROLES = (("admin", "Admin", True), ("member", "Member", False))
+MAX_ROLE_NAME_LENGTH = 100
+# The settings an ``org.updated`` audit event reports, before and after.
+AUDITED_SETTINGS = (
+    "name",
+    "default_role",
+    "default_expiry_seconds",
+    "allowed_redirect_origins",
+    "default_redirect_url",
+    "invite_quota",
+)
 
 
 @dataclass(frozen=True)
@@ -164,8 +178,14 @@ def update_organization(
     add_redirect_origins: Sequence[str] = (),
     default_redirect_url: object = _UNSET,
     invite_quota: object = _UNSET,
+    actor: Actor | None = None,
 ) -> Organization:
-    """Change settings; every value is checked and all problems are reported together."""
+    """Change settings; every value is checked and all problems are reported together.
+
+    With an ``actor``, a change is recorded as ``org.updated`` (nothing when nothing changed).
+    On ValidationFailed the caller rolls back: some attributes may already be assigned.
+    """
+    before = _settings_of(org)
     errors: list[FieldError] = []
     if name is not None:
         clean = required_text(name, "name", 200)
@@ -225,30 +245,189 @@ def update_organization(
     if errors:
         raise ValidationFailed(errors)
     session.flush()
+    if actor is not None:
+        _record_settings_change(session, org, before, actor)
     return org
 
 
-def add_role(
-    session: Session, org: Organization, key: str, name: str | None = None, is_admin: bool = False
-) -> OrgRole:
-    """Add a role key to the organization."""
-    checked = _check_role_key(key, "key")
+def _settings_of(org: Organization) -> dict[str, object]:
+    return {
+        name: list(value) if isinstance(value, list) else value
+        for name in AUDITED_SETTINGS
+        for value in [getattr(org, name)]
+    }
+
+
+def _record_settings_change(
+    session: Session, org: Organization, before: dict[str, object], actor: Actor
+) -> None:
+    """One ``org.updated`` event listing each changed setting as ``{"from", "to"}``."""
+    after = _settings_of(org)
+    changes = {
+        name: {"from": before[name], "to": after[name]}
+        for name in AUDITED_SETTINGS
+        if before[name] != after[name]
+    }
+    if changes:
+        record_event(session, "org.updated", actor=actor, org_id=org.id, data={"changes": changes})
+
+
+def add_redirect_origin(
+    session: Session, org: Organization, origin: str, *, actor: Actor | None = None
+) -> str:
+    """Allow one more redirect origin; returns it in canonical form (``https://host[:port]``)."""
+    checked = normalize_origin(origin, "origin")
     if isinstance(checked, FieldError):
         raise ValidationFailed([checked])
+    if checked in org.allowed_redirect_origins:
+        raise ValidationFailed.single("origin", "duplicate_origin", f"{checked} is already allowed")
+    before = _settings_of(org)
+    org.allowed_redirect_origins = [*org.allowed_redirect_origins, checked]
+    session.flush()
+    if actor is not None:
+        _record_settings_change(session, org, before, actor)
+    return checked
+
+
+def remove_redirect_origin(
+    session: Session, org: Organization, origin: str, *, actor: Actor | None = None
+) -> None:
+    """Stop allowing a redirect origin, unless the default redirect URL is on it.
+
+    Invitations that already point at the origin lose their redirect at acceptance
+    (redirect URLs are checked again then).
+    """
+    if origin not in org.allowed_redirect_origins:
+        raise NotFound(f"{origin!r} is not an allowed redirect origin of {org.name}")
+    default_url = org.default_redirect_url
+    if default_url and isinstance(check_redirect_url(default_url, [origin]), str):
+        raise Conflict(
+            f"{origin} is the origin of the default redirect URL {default_url}; "
+            "change or clear the default redirect URL first",
+            code="origin_in_use",
+        )
+    before = _settings_of(org)
+    org.allowed_redirect_origins = [o for o in org.allowed_redirect_origins if o != origin]
+    session.flush()
+    if actor is not None:
+        _record_settings_change(session, org, before, actor)
+
+
+def _role_name(name: object, key: str) -> str | FieldError:
+    checked = clean_text(name, "name", MAX_ROLE_NAME_LENGTH)
+    if isinstance(checked, FieldError):
+        return checked
+    return checked or key.replace("_", " ").title()
+
+
+def add_role(
+    session: Session,
+    org: Organization,
+    key: str,
+    name: str | None = None,
+    is_admin: bool = False,
+    *,
+    actor: Actor | None = None,
+) -> OrgRole:
+    """Add a role key to the organization (``role.added`` when an actor is given)."""
+    errors: list[FieldError] = []
+    checked = _check_role_key(key, "key")
+    if isinstance(checked, FieldError):
+        errors.append(checked)
+    display = _role_name(name, key if isinstance(key, str) else "")
+    if isinstance(display, FieldError):
+        errors.append(display)
+    if errors:
+        raise ValidationFailed(errors)
+    assert isinstance(display, str)
     if org.role(key) is not None:
         raise Conflict(f"role {key!r} already exists in {org.name}", code="role_exists")
     role = OrgRole(
         key=key,
-        name=name or key.replace("_", " ").title(),
+        name=display,
         is_admin=is_admin,
         position=max((r.position for r in org.roles), default=-1) + 1,
     )
     org.roles.append(role)
     session.flush()
+    if actor is not None:
+        record_event(
+            session,
+            "role.added",
+            actor=actor,
+            org_id=org.id,
+            data={"key": key, "name": display, "is_admin": is_admin},
+        )
     return role
 
 
-def remove_role(session: Session, org: Organization, key: str) -> None:
+def rename_role(
+    session: Session, org: Organization, key: str, name: str, *, actor: Actor | None = None
+) -> OrgRole:
+    """Change a role's display name (its key, which members and invitations use, stays)."""
+    role = org.role(key)
+    if role is None:
+        raise NotFound(f"{org.name} has no role {key!r}")
+    clean = required_text(name, "name", MAX_ROLE_NAME_LENGTH)
+    if isinstance(clean, FieldError):
+        raise ValidationFailed([clean])
+    old = role.name
+    if clean == old:
+        return role
+    role.name = clean
+    session.flush()
+    if actor is not None:
+        record_event(
+            session,
+            "role.renamed",
+            actor=actor,
+            org_id=org.id,
+            data={"key": key, "from": old, "to": clean},
+        )
+    return role
+
+
+@dataclass(frozen=True)
+class RoleUsage:
+    members: int = 0
+    pending_invitations: int = 0
+
+    @property
+    def in_use(self) -> bool:
+        return bool(self.members or self.pending_invitations)
+
+
+def role_usage(session: Session, org: Organization) -> dict[str, RoleUsage]:
+    """How many members and pending invitations use each role of the organization."""
+    members = dict(
+        session.execute(
+            select(Membership.role, func.count())
+            .where(Membership.org_id == org.id)
+            .group_by(Membership.role)
+        ).all()
+    )
+    pending = dict(
+        session.execute(
+            select(Invitation.role, func.count())
+            .where(
+                Invitation.org_id == org.id,
+                Invitation.status == InvitationStatus.PENDING.value,
+            )
+            .group_by(Invitation.role)
+        ).all()
+    )
+    return {
+        r.key: RoleUsage(members.get(r.key, 0), pending.get(r.key, 0)) for r in org.roles
+    }
+
+
+def _counted(count: int, noun: str) -> str:
+    return f"{count} {noun}{'' if count == 1 else 's'}"
+
+
+def remove_role(
+    session: Session, org: Organization, key: str, *, actor: Actor | None = None
+) -> None:
     """Remove a role that no member, no pending invitation and no default uses."""
     role = org.role(key)
     if role is None:
@@ -257,22 +436,27 @@ def remove_role(session: Session, org: Organization, key: str) -> None:
         raise Conflict(
             f"{key!r} is the default role; choose another default first", code="role_in_use"
         )
-    in_use = session.scalar(
-        select(
-            exists().where(Membership.org_id == org.id, Membership.role == key)
-            | exists().where(
-                Invitation.org_id == org.id,
-                Invitation.role == key,
-                Invitation.status == InvitationStatus.PENDING.value,
-            )
-        )
-    )
-    if in_use:
+    usage = role_usage(session, org)[key]
+    if usage.in_use:
+        users = []
+        if usage.members:
+            users.append(_counted(usage.members, "member"))
+        if usage.pending_invitations:
+            users.append(_counted(usage.pending_invitations, "pending invitation"))
         raise Conflict(
-            f"role {key!r} is used by members or pending invitations", code="role_in_use"
+            f"role {key!r} is used by {' and '.join(users)}; give them another role first",
+            code="role_in_use",
         )
     org.roles.remove(role)
     session.flush()
+    if actor is not None:
+        record_event(
+            session,
+            "role.removed",
+            actor=actor,
+            org_id=org.id,
+            data={"key": key, "name": role.name},
+        )
 
 
 def create_project(

@@ -20,6 +20,9 @@ MESSAGES = {
 def _render(error: HTTPException):
     code = error.code or 500
     title, message = MESSAGES.get(code, (error.name, error.description or ""))
+    # A message given with abort(code, "…") says more than the generic one.
+    if error.description and error.description != type(error).description:
+        message = error.description
     response = error.get_response()
     response.set_data(render_template("errors/error.html", title=title, message=message))
     response.mimetype = "text/html"

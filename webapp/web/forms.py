@@ -11,6 +11,7 @@ from wtforms import SelectMultipleField
 from wtforms import StringField
 from wtforms import TextAreaField
 from wtforms import URLField
+from wtforms.fields.choices import SelectChoice
 from wtforms.validators import DataRequired
 from wtforms.validators import Length
 from wtforms.validators import Optional
@@ -31,6 +32,13 @@ class AcceptInvitationForm(FlaskForm):
 
 class DeclineInvitationForm(FlaskForm):
     """Only the CSRF token: declining needs no input."""
+
+
+def csrf_failed(form: FlaskForm) -> bool:
+    """The form was posted without a valid CSRF token."""
+    return form.is_submitted() and bool(
+        getattr(form, "csrf_token", None) and form.csrf_token.errors
+    )
 
 
 def attach_service_errors(form: FlaskForm, error: ValidationFailed) -> None:
@@ -64,15 +72,22 @@ class PasswordResetForm(FlaskForm):
     )
 
 
-EXPIRY_CHOICES = [
-    ("", "Organization default"),
-    ("3600", "1 hour"),
-    ("86400", "1 day"),
-    ("259200", "3 days"),
-    ("604800", "7 days"),
-    ("1209600", "14 days"),
-    ("2592000", "30 days"),
-]
+def choices(pairs) -> list[SelectChoice]:
+    """``[(value, label), …]`` as WTForms choices."""
+    return [SelectChoice(value, label) for value, label in pairs]
+
+
+EXPIRY_CHOICES = choices(
+    [
+        ("", "Organization default"),
+        ("3600", "1 hour"),
+        ("86400", "1 day"),
+        ("259200", "3 days"),
+        ("604800", "7 days"),
+        ("1209600", "14 days"),
+        ("2592000", "30 days"),
+    ]
+)
 
 
 class InviteForm(FlaskForm):

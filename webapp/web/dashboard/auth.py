@@ -5,6 +5,7 @@ from __future__ import annotations
 from urllib.parse import urlsplit
 
 from flask import Blueprint
+from flask import abort
 from flask import current_app
 from flask import flash
 from flask import make_response
@@ -17,6 +18,7 @@ from flask_login import current_user
 from flask_login import login_user
 from flask_login import logout_user
 
+from webapp.extensions import csrf
 from webapp.extensions import db
 from webapp.extensions import limiter
 from webapp.extensions import login_manager
@@ -32,9 +34,13 @@ from webapp.web.forms import LoginForm
 from webapp.web.forms import PasswordResetForm
 from webapp.web.forms import PasswordResetRequestForm
 from webapp.web.forms import attach_service_errors
+from webapp.web.forms import csrf_failed
 from webapp.web.htmx import is_partial
 
 blueprint = Blueprint("auth", __name__)
+# These forms check their CSRF token themselves (FlaskForm) inside the views, so the
+# sign-in rate limit counts every attempt, with or without a token.
+csrf.exempt(blueprint)
 
 login_manager.login_view = "auth.login"
 login_manager.login_message = "Please sign in to continue."
@@ -95,6 +101,8 @@ def login():
             login_user(user, remember=False)
             return redirect(safe_next(request.args.get("next")) or home_for(user), code=303)
         form.form_errors.append("That email and password do not match an account.")
+    elif csrf_failed(form):
+        abort(400, "This form expired. Reload the page and try again.")
     status = 422 if form.is_submitted() else 200
     return render_template(
         "auth/login.html",
@@ -106,10 +114,11 @@ def login():
 @blueprint.post("/logout")
 def logout():
     """Sign out (a POST with CSRF, so no page can sign you out)."""
-    if EmptyForm().validate_on_submit():
-        logout_user()
-        session.clear()
-        flash("You are signed out.", "info")
+    if not EmptyForm().validate_on_submit():
+        abort(400, "This form expired. Reload the page and try again.")
+    logout_user()
+    session.clear()
+    flash("You are signed out.", "info")
     return redirect(url_for("auth.login"), code=303)
 
 
@@ -127,6 +136,8 @@ def no_access():
 def password_reset_request():
     """Ask for a reset link; the answer is the same whether the address exists or not."""
     form = PasswordResetRequestForm()
+    if csrf_failed(form):
+        abort(400, "This form expired. Reload the page and try again.")
     if form.validate_on_submit():
         request_password_reset(db.session, form.email.data)
         db.session.commit()
@@ -144,6 +155,8 @@ def password_reset_request():
 def password_reset(token: str):
     """Choose a new password with a single-use link."""
     form = PasswordResetForm()
+    if csrf_failed(form):
+        abort(400, "This form expired. Reload the page and try again.")
     if request.method == "GET" and not reset_link_is_valid(db.session, token):
         return render_template("auth/password_reset_invalid.html"), 404
     if form.validate_on_submit():

@@ -37,6 +37,7 @@ from webapp.web.dashboard import org_admin_view
 from webapp.web.forms import EmptyForm
 from webapp.web.forms import InviteForm
 from webapp.web.forms import attach_service_errors
+from webapp.web.forms import choices
 from webapp.web.htmx import is_partial
 from webapp.web.htmx import vary_on_htmx
 
@@ -96,10 +97,10 @@ class ListView:
 
 def _invite_form(org: Organization, formdata=None) -> InviteForm:
     form = InviteForm(formdata=formdata) if formdata is not None else InviteForm()
-    form.role.choices = [(r.key, r.name) for r in org.roles]
+    form.role.choices = choices((r.key, r.name) for r in org.roles)
     if not form.role.data:
         form.role.data = org.default_role
-    form.projects.choices = [(p.id, p.name) for p in list_projects(db.session, org)]
+    form.projects.choices = choices((p.id, p.name) for p in list_projects(db.session, org))
     return form
 
 
