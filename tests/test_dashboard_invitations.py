@@ -86,9 +86,8 @@ def test_tabs_show_counts_and_filter(client):
 def test_search_sort_and_keyset_pages(client):
     """Search narrows; sort orders; Older/Newer walk every row once."""
     found = client.get(f"{LIST}?q=A2", headers=FRAGMENT).get_data(as_text=True)
-    assert sorted(emails(found)) == ["a2@example.com"] + [
-        f"a{n}@example.com" for n in range(20, 30)
-    ]
+    expected = ["a2@example.com"] + [f"a{n}@example.com" for n in range(20, 30)]
+    assert sorted(emails(found)) == sorted(expected)
     by_email = emails(client.get(f"{LIST}?sort=email&limit=10").get_data(as_text=True))
     assert by_email == sorted(by_email) and by_email[0] == "a0@example.com"
 
