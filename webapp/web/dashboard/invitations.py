@@ -113,6 +113,9 @@ def _list_context(org: Organization, view: ListView) -> dict:
             page = list_invitations(db.session, org, view.query())
         else:
             abort(400, str(error))
+    if view.before and not page.has_more:
+        # Walking back reached the newest rows: this is simply the first page.
+        view.before = None
     return {
         "org": org,
         "view": view,
@@ -128,9 +131,17 @@ def _list_context(org: Organization, view: ListView) -> dict:
 def index(org: Organization):
     """The list (full page), or just the list region for htmx (tabs, search, sort, pages)."""
     view = ListView.from_args(request.args)
+    walked_back = view.before is not None
     context = _list_context(org, view)
     if is_partial():
-        return vary_on_htmx(make_response(render_template("invitations/_list.html", **context)))
+        response = make_response(render_template("invitations/_list.html", **context))
+        if walked_back and view.before is None:
+            # Put the first page's plain address in the bar, not a cursor to it.
+            query = view.args()
+            response.headers["HX-Push-Url"] = url_for("invitations.index", slug=org.slug) + (
+                f"?{query}" if query else ""
+            )
+        return vary_on_htmx(response)
     context["invite_form"] = _invite_form(org)
     return vary_on_htmx(make_response(render_template("invitations/index.html", **context)))
 
