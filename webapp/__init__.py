@@ -78,6 +78,7 @@ def _apply_settings(app: Flask, settings: dict[str, Any], require_secret_key: bo
     app.config["DATABASE_URL"] = url
     app.config["SQLALCHEMY_ENGINES"] = {"default": engine}
     app.config["ALEMBIC"] = {"script_location": str(PACKAGE_DIR / "migrations")}
+    app.config["ALEMBIC_CONTEXT"] = {"include_object": include_in_migrations}
     app.config.setdefault("MAX_CONTENT_LENGTH", 1024 * 1024)
     app.config.update(
         SESSION_COOKIE_HTTPONLY=True,
@@ -92,6 +93,13 @@ def _apply_settings(app: Flask, settings: dict[str, Any], require_secret_key: bo
         # A form stays valid as long as the session (8 h), not one hour.
         WTF_CSRF_TIME_LIMIT=8 * 3600,
     )
+
+
+def include_in_migrations(obj, name, type_, reflected, compare_to) -> bool:
+    """Autogenerate ignores what migrations manage by hand: the search indexes."""
+    if type_ == "table" and name and name.startswith("invitation_email_search"):
+        return False
+    return not (type_ == "index" and name == "ix_invitations_email_trgm")
 
 
 def register_extensions(app: Flask) -> None:

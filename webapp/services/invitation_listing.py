@@ -23,10 +23,12 @@ from webapp.models.invitations import STATUS_VALUES
 from webapp.services.counters import status_totals
 from webapp.services.errors import FieldError
 from webapp.services.errors import ValidationFailed
+from webapp.services.search import email_search_condition
 
 ORDERINGS = ("created_at", "-created_at", "email", "-email")
 MAX_LIMIT = 500
 MAX_QUERY_LENGTH = 254
+SEARCH_TOTAL_CAP = 10_000
 
 
 @dataclass
@@ -50,6 +52,8 @@ class InvitationPage:
     total: int
     totals_by_status: dict[str, int] = field(default_factory=dict)
     now: datetime = field(default_factory=utcnow)
+    # False when a search matched more than SEARCH_TOTAL_CAP: ``total`` is then a floor.
+    total_exact: bool = True
 
 
 def status_condition(status: str, now: datetime) -> ColumnElement[bool]:
@@ -62,10 +66,6 @@ def status_condition(status: str, now: datetime) -> ColumnElement[bool]:
             and_(Invitation.status == InvitationStatus.PENDING.value, Invitation.expires_at <= now),
         )
     return Invitation.status == status
-
-
-def _escape_like(text: str) -> str:
-    return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
 
 
 def _check(q: InvitationQuery) -> list[FieldError]:
@@ -123,7 +123,7 @@ def list_invitations(
         conditions.append(or_(*(status_condition(s, now) for s in statuses)))
     search = (q.query or "").strip().lower()
     if search:
-        conditions.append(Invitation.email_key.like(f"%{_escape_like(search)}%", escape="\\"))
+        conditions.append(email_search_condition(session, search))
 
     descending = q.order_by.startswith("-")
     sort_column = (
@@ -164,16 +164,23 @@ def list_invitations(
         rows.reverse()
 
     totals = status_totals(session, org.id if org else None, now)
+    total_exact = True
     if search:
-        count_conditions = [c for c in conditions]
-        if cursor_id:
-            count_conditions = count_conditions[:-1]
-        total = (
-            session.scalar(select(func.count()).select_from(Invitation).where(*count_conditions))
-            or 0
+        # Counting every match of a common term would scan the table: stop at a cap.
+        count_conditions = conditions[:-1] if cursor_id else conditions
+        capped = (
+            select(Invitation.id).where(*count_conditions).limit(SEARCH_TOTAL_CAP + 1).subquery()
         )
+        total = session.scalar(select(func.count()).select_from(capped)) or 0
+        if total > SEARCH_TOTAL_CAP:
+            total, total_exact = SEARCH_TOTAL_CAP, False
     else:
         total = sum(totals[s] for s in (statuses or STATUS_VALUES))
     return InvitationPage(
-        items=rows, has_more=has_more, total=total, totals_by_status=totals, now=now
+        items=rows,
+        has_more=has_more,
+        total=total,
+        totals_by_status=totals,
+        now=now,
+        total_exact=total_exact,
     )

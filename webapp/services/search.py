@@ -1,0 +1,57 @@
+"""Email search that stays fast at a million invitations.
+
+PostgreSQL: ``email_key LIKE '%q%'`` is served by a pg_trgm GIN index.
+SQLite: an FTS5 trigram table (``invitation_email_search``, kept by triggers) finds rare
+substrings at once; for a common one, scanning the list's own index in order finds a
+page of matches sooner than collecting every match, so that is used instead.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import ColumnElement
+from sqlalchemy import select
+from sqlalchemy import text
+from sqlalchemy.orm import Session
+
+from webapp.models import Invitation
+
+# Below this many matches (over all organizations) the trigram table drives the query.
+SELECTIVE_MATCHES = 2000
+TRIGRAM = 3
+SEARCH_TABLE = "invitation_email_search"
+
+
+def escape_like(value: str) -> str:
+    return value.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+
+
+def _like(search: str) -> ColumnElement[bool]:
+    return Invitation.email_key.like(f"%{escape_like(search)}%", escape="\\")
+
+
+def _fts_phrase(search: str) -> str:
+    return '"' + search.replace('"', '""') + '"'
+
+
+def email_search_condition(session: Session, search: str) -> ColumnElement[bool]:
+    """SQL for "the (lower-cased) address contains ``search``"."""
+    search = search.lower()
+    if session.get_bind().dialect.name != "sqlite" or len(search) < TRIGRAM:
+        return _like(search)
+    phrase = _fts_phrase(search)
+    matches = session.execute(
+        text(
+            f"SELECT count(*) FROM (SELECT 1 FROM {SEARCH_TABLE} "
+            f"WHERE {SEARCH_TABLE} MATCH :phrase LIMIT :cap)"
+        ),
+        {"phrase": phrase, "cap": SELECTIVE_MATCHES + 1},
+    ).scalar_one()
+    if matches > SELECTIVE_MATCHES:
+        return _like(search)
+    ids = (
+        select(text("invitation_id"))
+        .select_from(text(SEARCH_TABLE))
+        .where(text(f"{SEARCH_TABLE} MATCH :phrase").bindparams(phrase=phrase))
+    )
+    # The trigram match is case-insensitive like email_key; LIKE keeps the exact rule.
+    return Invitation.id.in_(ids.scalar_subquery()) & _like(search)
