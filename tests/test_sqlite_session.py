@@ -55,3 +55,40 @@ def test_foreign_keys_are_enforced(sqlite_app):
                 " '2026-01-01', '2026-01-01')"
             )
         )
+
+
+def test_read_only_requests_do_not_take_the_write_lock(sqlite_app):
+    """While a GET is served its transaction is deferred: writers elsewhere are not blocked."""
+    from webapp.database import sqlite_reads_only
+
+    token = sqlite_reads_only.set(True)
+    try:
+        with sqlite_app.app_context():
+            db.session.execute(text("SELECT 1"))
+            other = sqlite3.connect(db.engine.url.database, timeout=0.1, isolation_level=None)
+            other.execute("BEGIN IMMEDIATE")  # not locked out
+            other.execute("ROLLBACK")
+            other.close()
+            db.session.rollback()
+    finally:
+        sqlite_reads_only.reset(token)
+
+
+def test_get_requests_are_marked_read_only_and_posts_are_not(sqlite_app):
+    """The flag is set for GET/HEAD requests only, and cleared after each request."""
+    from flask import request
+
+    from webapp.database import sqlite_reads_only
+
+    seen = {}
+
+    @sqlite_app.after_request
+    def record(response):
+        seen[request.method] = sqlite_reads_only.get()
+        return response
+
+    client = sqlite_app.test_client()
+    client.get("/healthz")
+    client.post("/login", data={})
+    assert seen == {"GET": True, "POST": False}
+    assert sqlite_reads_only.get() is False

@@ -138,6 +138,7 @@ def register_blueprints(app: Flask) -> None:
     from webapp.web.filters import register_filters
     from webapp.web.home import blueprint as home_blueprint
     from webapp.web.security import register_security_headers
+    from webapp.web.transactions import register_read_only_requests
 
     for blueprint in (
         home_blueprint,
@@ -155,6 +156,7 @@ def register_blueprints(app: Flask) -> None:
     register_error_handlers(app)
     register_security_headers(app)
     register_filters(app)
+    register_read_only_requests(app)
 
 
 def register_commands(app: Flask) -> None:

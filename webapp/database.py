@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from contextvars import ContextVar
 from datetime import UTC
 from datetime import datetime
 from typing import Any
@@ -64,6 +65,10 @@ def insert_ignoring_conflicts(table: sa.Table, index_elements: list[str], dialec
 
 SQLITE_BUSY_TIMEOUT_MS = 10_000
 
+# True while serving a request that only reads: its SQLite transaction may then start
+# deferred (a shared read lock in WAL mode), so readers never queue behind each other.
+sqlite_reads_only: ContextVar[bool] = ContextVar("sqlite_reads_only", default=False)
+
 
 def configure_engine(engine: sa.Engine) -> None:
     """Apply the per-dialect session rules.
@@ -71,7 +76,7 @@ def configure_engine(engine: sa.Engine) -> None:
     SQLite: WAL, foreign keys, a busy timeout, and every transaction opened with
     ``BEGIN IMMEDIATE`` so that a read-then-write transaction never fails half-way
     with SQLITE_BUSY (Python's sqlite3 would otherwise start transactions lazily,
-    after the SELECTs).
+    after the SELECTs) — except while ``sqlite_reads_only`` is set (GET requests).
     """
     if engine.dialect.name != "sqlite":
         return
@@ -88,4 +93,4 @@ def configure_engine(engine: sa.Engine) -> None:
 
     @event.listens_for(engine, "begin")
     def _sqlite_begin(connection: sa.Connection) -> None:
-        connection.exec_driver_sql("BEGIN IMMEDIATE")
+        connection.exec_driver_sql("BEGIN" if sqlite_reads_only.get() else "BEGIN IMMEDIATE")

@@ -12,6 +12,7 @@ from webapp.extensions import db
 from webapp.services.tickets import InvalidTicket
 from webapp.services.tickets import verify_ticket
 from webapp.web.dashboard.auth import home_for
+from webapp.web.transactions import writes_on_get
 
 blueprint = Blueprint("home", __name__)
 
@@ -25,6 +26,7 @@ def index():
 
 
 @blueprint.get("/welcome")
+@writes_on_get
 def welcome():
     """The demo's stand-in product page: where an accepted invitee lands.
 

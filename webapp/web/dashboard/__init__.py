@@ -16,6 +16,7 @@ from webapp.services.access import managed_organizations
 from webapp.services.access import organization_for_admin
 from webapp.services.errors import Forbidden
 from webapp.services.errors import NotFound
+from webapp.web.htmx import is_partial
 
 
 def org_admin_view(view: Callable[..., Any]) -> Callable[..., Any]:
@@ -31,7 +32,8 @@ def org_admin_view(view: Callable[..., Any]) -> Callable[..., Any]:
         except Forbidden:
             abort(403)
         g.org = org
-        g.managed_orgs = managed_organizations(db.session, current_user)
+        # The organization switcher is part of the full page only.
+        g.managed_orgs = [] if is_partial() else managed_organizations(db.session, current_user)
         return view(org, **kwargs)
 
     return wrapper
