@@ -46,6 +46,7 @@ def _in(column: str, values: tuple[str, ...]) -> str:
 
 
 PENDING_ONLY = sa.text("status = 'pending'")
+DELIVERY_FAILED_ONLY = sa.text("delivery_status = 'failed'")
 
 
 class Invitation(Base):
@@ -81,6 +82,15 @@ class Invitation(Base):
         sa.Index("ix_invitations_org_created", "org_id", "created_at", "id"),
         sa.Index("ix_invitations_org_status_created", "org_id", "status", "created_at", "id"),
         sa.Index("ix_invitations_org_email", "org_id", "email_key", "id"),
+        # The overview's "emails that failed", newest first (few rows: a partial index).
+        sa.Index(
+            "ix_invitations_org_delivery_failed",
+            "org_id",
+            "last_sent_at",
+            "id",
+            sqlite_where=DELIVERY_FAILED_ONLY,
+            postgresql_where=DELIVERY_FAILED_ONLY,
+        ),
         # Instance-wide list and the expiry sweep.
         sa.Index("ix_invitations_created", "created_at", "id"),
         sa.Index("ix_invitations_status_expires", "status", "expires_at"),
