@@ -13,6 +13,7 @@ import secrets
 import shutil
 from collections.abc import Callable
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -73,24 +74,33 @@ def sqlite_template(tmp_path_factory) -> Path:
     return path
 
 
-@pytest.fixture(scope="session")
-def postgres_url() -> Iterator[str]:
-    """A fresh, migrated PostgreSQL database for this test run, dropped at the end."""
+@contextmanager
+def fresh_postgres_database(prefix: str) -> Iterator[str]:
+    """Create an empty database on the configured server; drop it afterwards.
+
+    Skips the test (with a message saying how to run it) when no server is configured.
+    """
     server_url = os.environ.get(PG_URL_VARIABLE)
     if not server_url:
         pytest.skip(PG_SKIP_MESSAGE)
-    name = f"orginvites_test_{os.getpid()}_{secrets.token_hex(4)}"
+    name = f"{prefix}_{os.getpid()}_{secrets.token_hex(4)}"
     admin = sa.create_engine(server_url, isolation_level="AUTOCOMMIT")
     with admin.connect() as connection:
         connection.exec_driver_sql(f'CREATE DATABASE "{name}"')
-    url = sa.make_url(server_url).set(database=name).render_as_string(hide_password=False)
     try:
-        migrate(url, Path(os.environ.get("TMPDIR", "/tmp")))
-        yield url
+        yield sa.make_url(server_url).set(database=name).render_as_string(hide_password=False)
     finally:
         with admin.connect() as connection:
             connection.exec_driver_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
         admin.dispose()
+
+
+@pytest.fixture(scope="session")
+def postgres_url() -> Iterator[str]:
+    """A fresh, migrated PostgreSQL database for this test run, dropped at the end."""
+    with fresh_postgres_database("orginvites_test") as url:
+        migrate(url, Path(os.environ.get("TMPDIR", "/tmp")))
+        yield url
 
 
 def _truncate_postgres(app: Flask) -> None:

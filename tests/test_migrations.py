@@ -2,17 +2,14 @@
 
 from __future__ import annotations
 
-import os
-import secrets
 from collections.abc import Iterator
 
 import pytest
 import sqlalchemy as sa
 from sqlalchemy.exc import IntegrityError
 
-from tests.conftest import PG_SKIP_MESSAGE
-from tests.conftest import PG_URL_VARIABLE
 from tests.conftest import base_config
+from tests.conftest import fresh_postgres_database
 from webapp import create_app
 from webapp.database import Base
 from webapp.extensions import alembic
@@ -25,19 +22,8 @@ def empty_database_url(backend, tmp_path) -> Iterator[str]:
     if backend == "sqlite":
         yield f"sqlite:///{tmp_path / 'empty.sqlite3'}"
         return
-    server_url = os.environ.get(PG_URL_VARIABLE)
-    if not server_url:
-        pytest.skip(PG_SKIP_MESSAGE)
-    name = f"orginvites_migration_{secrets.token_hex(4)}"
-    admin = sa.create_engine(server_url, isolation_level="AUTOCOMMIT")
-    with admin.connect() as connection:
-        connection.exec_driver_sql(f'CREATE DATABASE "{name}"')
-    try:
-        yield sa.make_url(server_url).set(database=name).render_as_string(hide_password=False)
-    finally:
-        with admin.connect() as connection:
-            connection.exec_driver_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        admin.dispose()
+    with fresh_postgres_database("orginvites_migration") as url:
+        yield url
 
 
 @pytest.fixture
