@@ -15,6 +15,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 from sqlalchemy.orm import selectinload
 
+from webapp.clock import utcnow
 from webapp.ids import new_id
 from webapp.models import Invitation
 from webapp.models import InvitationStatus
@@ -22,6 +23,7 @@ from webapp.models import Membership
 from webapp.models import Organization
 from webapp.models import OrgRole
 from webapp.models import Project
+from webapp.models import User
 from webapp.services.actors import Actor
 from webapp.services.audit import record_event
 from webapp.services.counters import create_counters
@@ -142,6 +144,40 @@ def create_organization(
     return org
 
 
+def add_admin_member(
+    session: Session, org: Organization, user: User, *, actor: Actor
+) -> Membership:
+    """Make ``user`` a member of ``org`` with its first admin role (e.g. its creator)."""
+    role = next((r for r in org.roles if r.is_admin), None)
+    if role is None:
+        raise Conflict(f"{org.name} has no admin role", code="no_admin_role")
+    if session.scalar(
+        select(exists().where(Membership.org_id == org.id, Membership.user_id == user.id))
+    ):
+        raise Conflict(f"{user.email} is already a member of {org.name}", code="already_member")
+    now = utcnow()
+    membership = Membership(
+        id=new_id("mem"),
+        org_id=org.id,
+        user_id=user.id,
+        role=role.key,
+        public_metadata={},
+        private_metadata={},
+        created_at=now,
+        updated_at=now,
+    )
+    session.add(membership)
+    session.flush()
+    record_event(
+        session,
+        "member.added",
+        actor=actor,
+        org_id=org.id,
+        data={"user_id": user.id, "email": user.email, "role": role.key},
+    )
+    return membership
+
+
 def get_organization(session: Session, ref: str) -> Organization:
     """Find an organization by slug or id, or raise NotFound naming the reference."""
     org = session.scalar(
@@ -162,6 +198,17 @@ def list_organizations(session: Session) -> list[Organization]:
             .options(selectinload(Organization.roles))
         )
     )
+
+
+def organizations_by_id(session: Session, ids: Sequence[str]) -> dict[str, Organization]:
+    """The organizations with these ids, in one query (for lists that span organizations)."""
+    wanted = list(dict.fromkeys(ids))
+    if not wanted:
+        return {}
+    return {
+        org.id: org
+        for org in session.scalars(select(Organization).where(Organization.id.in_(wanted)))
+    }
 
 
 _UNSET = object()
@@ -416,9 +463,7 @@ def role_usage(session: Session, org: Organization) -> dict[str, RoleUsage]:
             .group_by(Invitation.role)
         ).all()
     )
-    return {
-        r.key: RoleUsage(members.get(r.key, 0), pending.get(r.key, 0)) for r in org.roles
-    }
+    return {r.key: RoleUsage(members.get(r.key, 0), pending.get(r.key, 0)) for r in org.roles}
 
 
 def _counted(count: int, noun: str) -> str:

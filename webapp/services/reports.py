@@ -160,14 +160,18 @@ def acceptance_report(
     created_by_day = _per_day(session, window)
     accepted_by_day = _per_day(session, accepted_window)
 
-    def total(by_day: dict[date, int], first: date, last: date) -> int:
-        return sum(n for d, n in by_day.items() if first <= d <= last)
-
+    width = 7 if unit == "week" else 1
+    created = [0] * len(spans)
+    accepted_counts = [0] * len(spans)
+    for by_day, into in ((created_by_day, created), (accepted_by_day, accepted_counts)):
+        for day, count in by_day.items():
+            index = (day - spans[0][0]).days // width
+            if 0 <= index < len(spans):
+                into[index] += count
     buckets = [
-        Bucket(first, last, total(created_by_day, first, last), total(accepted_by_day, first, last))
-        for first, last in spans
+        Bucket(first, last, created[i], accepted_counts[i]) for i, (first, last) in enumerate(spans)
     ]
-    accepted = sum(accepted_by_day.values())
+    accepted = sum(accepted_counts)
     percentiles = _percentiles(session, accepted_window, (50, 90)) if accepted else {}
     return AcceptanceReport(
         days=days,
@@ -175,7 +179,7 @@ def acceptance_report(
         start=start,
         end=end,
         buckets=buckets,
-        created=sum(created_by_day.values()),
+        created=sum(created),
         accepted=accepted,
         median_seconds=percentiles.get(50),
         p90_seconds=percentiles.get(90),

@@ -109,3 +109,15 @@ class InviteForm(FlaskForm):
         "Message", validators=[Optional(), Length(max=1000)], description="Optional note."
     )
     notify = BooleanField("Send the invitation email", default=True)
+
+
+class OrganizationForm(FlaskForm):
+    """The superuser's new-organization form."""
+
+    name = StringField("Name", validators=[DataRequired(), Length(max=200)])
+    slug = StringField(
+        "Slug",
+        validators=[Optional(), Length(max=64)],
+        description="Optional: lower-case letters, digits, hyphens (made from the name if empty).",
+    )
+    make_admin = BooleanField("Make me an admin member of the new organization", default=False)
