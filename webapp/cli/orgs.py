@@ -11,6 +11,7 @@ from webapp.cli.support import print_json
 from webapp.cli.support import print_table
 from webapp.extensions import db
 from webapp.models import Organization
+from webapp.services.actors import SYSTEM
 from webapp.services.organizations import add_role
 from webapp.services.organizations import create_organization
 from webapp.services.organizations import create_project
@@ -101,6 +102,7 @@ def update_command(
         default_role=default_role,
         default_expiry_seconds=default_expiry_days * 86400 if default_expiry_days else None,
         add_redirect_origins=origins,
+        actor=SYSTEM,
         **changes,
     )
     if as_json:
@@ -117,7 +119,7 @@ def update_command(
 def add_role_command(org_ref, key, name, admin):
     """Add a role key to an organization."""
     org = load_org(org_ref)
-    role = add_role(db.session, org, key, name, is_admin=admin)
+    role = add_role(db.session, org, key, name, is_admin=admin, actor=SYSTEM)
     click.echo(f"Added role {role.key} to {org.slug}.")
 
 
@@ -127,7 +129,7 @@ def add_role_command(org_ref, key, name, admin):
 def remove_role_command(org_ref, key):
     """Remove a role no member or pending invitation uses."""
     org = load_org(org_ref)
-    remove_role(db.session, org, key)
+    remove_role(db.session, org, key, actor=SYSTEM)
     click.echo(f"Removed role {key} from {org.slug}.")
 
 

@@ -42,7 +42,11 @@ class Membership(Base):
     """A user's role in an organization, with metadata copied from the invitation."""
 
     __tablename__ = "memberships"
-    __table_args__ = (sa.UniqueConstraint("org_id", "user_id"),)
+    __table_args__ = (
+        sa.UniqueConstraint("org_id", "user_id"),
+        # The members page: newest first, keyset pages within one organization.
+        sa.Index("ix_memberships_org_created", "org_id", "created_at", "id"),
+    )
 
     id: Mapped[str] = mapped_column(sa.String(40), primary_key=True)
     org_id: Mapped[str] = mapped_column(sa.ForeignKey("organizations.id", ondelete="CASCADE"))

@@ -14,6 +14,7 @@ from sqlalchemy import or_
 from sqlalchemy import select
 from sqlalchemy import tuple_
 from sqlalchemy.orm import Session
+from sqlalchemy.orm import selectinload
 
 from webapp.clock import utcnow
 from webapp.models import Invitation
@@ -154,7 +155,13 @@ def list_invitations(
         if walk_descending
         else [sort_column.asc(), Invitation.id.asc()]
     )
-    statement = select(Invitation).where(*conditions).order_by(*order).limit(q.limit + 1)
+    statement = (
+        select(Invitation)
+        .where(*conditions)
+        .order_by(*order)
+        .limit(q.limit + 1)
+        .options(selectinload(Invitation.inviter))  # one query for the page, not per row
+    )
     if q.offset:
         statement = statement.offset(q.offset)
     rows = list(session.scalars(statement))
