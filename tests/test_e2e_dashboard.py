@@ -21,6 +21,7 @@ from tests.live import free_port
 from tests.live import serve
 from webapp.extensions import db
 from webapp.models import Invitation
+from webapp.models import Organization
 from webapp.services.demo import DEMO_ADMIN_EMAIL
 from webapp.services.demo import DEMO_ADMIN_PASSWORD
 from webapp.services.demo import seed_demo
@@ -62,7 +63,8 @@ def tab_count(page, name: str) -> int:
 
 def test_an_admin_does_everything_in_the_browser(demo_server):
     """Sign in, tabs with counts, search, sort, pages with back/forward, invite (with the
-    two field errors), revoke and resend with confirmation, sign out; accessible pages."""
+    two field errors), revoke and resend with confirmation, change a setting, sign out;
+    axe-core finds nothing serious on the sign-in, list, invite and settings pages."""
     app, base = demo_server
     problems = Problems(allowed_statuses={422})
     with chromium() as browser:
@@ -170,6 +172,15 @@ def test_an_admin_does_everything_in_the_browser(demo_server):
         page.get_by_text(f"Sent a new link to {address}").wait_for()
         screenshots(browser, page, "resent")
 
+        # Change a setting: the organization's name.
+        page.get_by_role("link", name="Settings").click()
+        page.wait_for_url(f"{base}/orgs/acme/settings")
+        assert serious_accessibility_violations(page) == []
+        page.get_by_label("Organization name").fill("Acme Rockets")
+        page.get_by_role("button", name="Save settings").click()
+        page.get_by_text("Saved the settings.").wait_for()
+        screenshots(browser, page, "settings")
+
         page.get_by_role("button", name="Sign out").click()
         page.wait_for_url(f"{base}/login", wait_until="commit")
         page.get_by_text("You are signed out.").wait_for()
@@ -183,3 +194,6 @@ def test_an_admin_does_everything_in_the_browser(demo_server):
         assert grace.status == "revoked"
         resent = db.session.scalar(select(Invitation).where(Invitation.email_key == address))
         assert resent.send_count == 2
+        assert db.session.scalar(select(Organization.name).where(Organization.slug == "acme")) == (
+            "Acme Rockets"
+        )
