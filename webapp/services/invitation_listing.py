@@ -29,7 +29,7 @@ from webapp.services.search import email_search_condition
 ORDERINGS = ("created_at", "-created_at", "email", "-email")
 MAX_LIMIT = 500
 MAX_QUERY_LENGTH = 254
-SEARCH_TOTAL_CAP = 10_000
+SEARCH_TOTAL_CAP = 1_000
 
 
 @dataclass
