@@ -37,6 +37,7 @@ from bench.common import scratch_app  # noqa: E402
 from bench.seed import seed  # noqa: E402
 from webapp.extensions import db  # noqa: E402
 from webapp.models import Invitation  # noqa: E402
+from webapp.models import Organization  # noqa: E402
 from webapp.services.users import create_admin_user  # noqa: E402
 
 PASSWORD = "bench password 123"
@@ -129,14 +130,21 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--count", type=int, default=1_000_000)
     parser.add_argument("--database-url", help="an empty database to seed (default: SQLite)")
+    parser.add_argument(
+        "--reuse", action="store_true", help="the database already holds the seeded org 'big'"
+    )
     parser.add_argument("--runs", type=int, default=5)
     parser.add_argument("--requests", type=int, default=200)
     parser.add_argument("--throughput-seconds", type=int, default=10)
     args = parser.parse_args()
 
     app = scratch_app(args.database_url, SESSION_COOKIE_SECURE=False)
-    print(f"seeding {args.count:,} invitations into {app.config['DATABASE_URL']} …", flush=True)
-    org_id = seed(app, args.count)
+    if args.reuse:
+        with app.app_context():
+            org_id = db.session.scalar(select(Organization.id).where(Organization.slug == "big"))
+    else:
+        print(f"seeding {args.count:,} invitations into {app.config['DATABASE_URL']} …", flush=True)
+        org_id = seed(app, args.count)
     with app.app_context():
         create_admin_user(db.session, email="bench@example.com", password=PASSWORD)
         db.session.commit()

@@ -94,6 +94,8 @@ class Invitation(Base):
         # Instance-wide list and the expiry sweep.
         sa.Index("ix_invitations_created", "created_at", "id"),
         sa.Index("ix_invitations_status_expires", "status", "expires_at"),
+        # Per-org totals count the pending rows already past expiry (see counters.py).
+        sa.Index("ix_invitations_org_status_expires", "org_id", "status", "expires_at"),
     )
 
     id: Mapped[str] = mapped_column(sa.String(40), primary_key=True)
