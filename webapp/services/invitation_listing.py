@@ -172,7 +172,10 @@ def list_invitations(
 
     totals = status_totals(session, org.id if org else None, now)
     total_exact = True
-    if search:
+    if search and not cursor_id and not has_more:
+        # The whole result is on this page: no need to count it again.
+        total = (q.offset or 0) + len(rows)
+    elif search:
         # Counting every match of a common term would scan the table: stop at a cap.
         count_conditions = conditions[:-1] if cursor_id else conditions
         capped = (
