@@ -59,10 +59,12 @@ def test_search_total_is_capped_for_common_terms(session, invited, monkeypatch):
     from webapp.services import invitation_listing
 
     monkeypatch.setattr(invitation_listing, "SEARCH_TOTAL_CAP", 2)
-    page = list_invitations(session, invited, InvitationQuery(query="example"))
+    page = list_invitations(session, invited, InvitationQuery(query="example", limit=1))
     assert page.total == 2 and page.total_exact is False
     exact = list_invitations(session, invited, InvitationQuery(query="navy"))
     assert exact.total == 1 and exact.total_exact is True
+    whole = list_invitations(session, invited, InvitationQuery(query="example"))
+    assert whole.total == 5 and whole.total_exact is True  # all on one page: no count
 
 
 def test_the_search_index_exists(session, backend):
