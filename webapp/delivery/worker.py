@@ -30,7 +30,7 @@ from webapp.services.outbox import claimed_rows
 from webapp.services.outbox import record_failure
 from webapp.services.outbox import record_sent
 from webapp.services.outbox import release_claims
-from webapp.services.outbox import still_claimed_ids
+from webapp.services.outbox import still_claimed_statement
 
 log = logging.getLogger("orginvites.worker")
 
@@ -189,30 +189,35 @@ class DeliveryWorker:
         session = db.session
         sent: list[str] = []
         reachable = True
-        for item in chunk:
-            if self.stop_event.is_set():
-                break
-            # Re-check just before sending: a revoke since the claim cancels the message.
-            still_ours = still_claimed_ids(session, [item.outbox_id], self.worker_id)
-            session.commit()
-            if not still_ours:
-                continue
-            try:
-                self.transport.send(item.email)
-            except DeliveryError as exc:
-                self._failed(item.outbox_id, exc.reason, permanent=exc.permanent, to=item.to)
-                if exc.connection_failed:
-                    reachable = False
+        # Re-check each row just before sending it (a revoke since the claim cancels the
+        # message): one autocommit connection, each check a single read — cheap, and no
+        # SQLite write lock is taken.
+        checker_connection = db.engine.connect().execution_options(isolation_level="AUTOCOMMIT")
+        with checker_connection as checker:
+            for item in chunk:
+                if self.stop_event.is_set():
                     break
-                continue
-            sent.append(item.outbox_id)
-            log_event(
-                "outbox.sent",
-                id=item.outbox_id,
-                invitation=item.invitation_id,
-                to=item.to,
-                attempt=item.attempts + 1,
-            )
+                still_ours = checker.execute(
+                    still_claimed_statement([item.outbox_id], self.worker_id)
+                ).first()
+                if not still_ours:
+                    continue
+                try:
+                    self.transport.send(item.email)
+                except DeliveryError as exc:
+                    self._failed(item.outbox_id, exc.reason, permanent=exc.permanent, to=item.to)
+                    if exc.connection_failed:
+                        reachable = False
+                        break
+                    continue
+                sent.append(item.outbox_id)
+                log_event(
+                    "outbox.sent",
+                    id=item.outbox_id,
+                    invitation=item.invitation_id,
+                    to=item.to,
+                    attempt=item.attempts + 1,
+                )
         record_sent(session, sent, worker_id=self.worker_id)
         session.commit()
         return reachable

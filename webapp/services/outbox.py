@@ -7,6 +7,7 @@ from collections.abc import Sequence
 from datetime import timedelta
 from typing import Any
 
+from sqlalchemy import Select
 from sqlalchemy import insert
 from sqlalchemy import or_
 from sqlalchemy import select
@@ -141,18 +142,12 @@ def claimed_rows(
     return [found[i] for i in outbox_ids if i in found]
 
 
-def still_claimed_ids(session: Session, outbox_ids: Sequence[str], worker_id: str) -> list[str]:
-    """Which of these rows are still pending and claimed by ``worker_id``."""
-    if not outbox_ids:
-        return []
-    return list(
-        session.scalars(
-            select(OutboxMessage.id).where(
-                OutboxMessage.id.in_(list(outbox_ids)),
-                OutboxMessage.status == OutboxStatus.PENDING.value,
-                OutboxMessage.locked_by == worker_id,
-            )
-        )
+def still_claimed_statement(outbox_ids: Sequence[str], worker_id: str) -> Select:
+    """SELECT the ids among these still pending and claimed by ``worker_id``."""
+    return select(OutboxMessage.id).where(
+        OutboxMessage.id.in_(list(outbox_ids)),
+        OutboxMessage.status == OutboxStatus.PENDING.value,
+        OutboxMessage.locked_by == worker_id,
     )
 
 
