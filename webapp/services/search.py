@@ -9,7 +9,6 @@ page of matches sooner than collecting every match, so that is used instead.
 from __future__ import annotations
 
 from sqlalchemy import ColumnElement
-from sqlalchemy import select
 from sqlalchemy import text
 from sqlalchemy.orm import Session
 
@@ -39,19 +38,20 @@ def email_search_condition(session: Session, search: str) -> ColumnElement[bool]
     if session.get_bind().dialect.name != "sqlite" or len(search) < TRIGRAM:
         return _like(search)
     phrase = _fts_phrase(search)
-    matches = session.execute(
-        text(
-            f"SELECT count(*) FROM (SELECT 1 FROM {SEARCH_TABLE} "
-            f"WHERE {SEARCH_TABLE} MATCH :phrase LIMIT :cap)"
-        ),
-        {"phrase": phrase, "cap": SELECTIVE_MATCHES + 1},
-    ).scalar_one()
-    if matches > SELECTIVE_MATCHES:
-        return _like(search)
+    # One trigram match, reused: it is the expensive part for a term made of common
+    # trigrams, so the page and its count must not repeat it.
     ids = (
-        select(text("invitation_id"))
-        .select_from(text(SEARCH_TABLE))
-        .where(text(f"{SEARCH_TABLE} MATCH :phrase").bindparams(phrase=phrase))
+        session.execute(
+            text(
+                f"SELECT invitation_id FROM {SEARCH_TABLE} "
+                f"WHERE {SEARCH_TABLE} MATCH :phrase LIMIT :cap"
+            ),
+            {"phrase": phrase, "cap": SELECTIVE_MATCHES + 1},
+        )
+        .scalars()
+        .all()
     )
+    if len(ids) > SELECTIVE_MATCHES:
+        return _like(search)
     # The trigram match is case-insensitive like email_key; LIKE keeps the exact rule.
-    return Invitation.id.in_(ids.scalar_subquery()) & _like(search)
+    return Invitation.id.in_(ids) & _like(search)
