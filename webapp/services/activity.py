@@ -11,7 +11,6 @@ from sqlalchemy import ColumnElement
 from sqlalchemy import func
 from sqlalchemy import or_
 from sqlalchemy import select
-from sqlalchemy import tuple_
 from sqlalchemy.orm import Session
 
 from webapp.models import AuditEvent
@@ -20,6 +19,7 @@ from webapp.models import Organization
 from webapp.models import User
 from webapp.services.errors import FieldError
 from webapp.services.errors import ValidationFailed
+from webapp.services.paging import newest_first_page
 
 # Every type an organization's events can have, in the order a filter offers them.
 EVENT_TYPES = (
@@ -118,30 +118,16 @@ def list_activity(session: Session, org: Organization, q: ActivityQuery) -> Acti
     if search:
         conditions.append(_search_condition(org, search))
 
-    key = tuple_(AuditEvent.created_at, AuditEvent.id)
-    cursor = q.starting_after or q.ending_before
-    backwards = bool(q.ending_before)
-    if cursor:
-        anchor = session.get(AuditEvent, cursor)
-        if anchor is None or anchor.org_id != org.id:
-            name = "starting_after" if q.starting_after else "ending_before"
-            raise ValidationFailed.single(
-                name, "unknown_cursor", f"{cursor!r} is not an event in this list"
-            )
-        anchor_key = tuple_(anchor.created_at, anchor.id)
-        conditions.append(key > anchor_key if backwards else key < anchor_key)
-    order = (
-        [AuditEvent.created_at.asc(), AuditEvent.id.asc()]
-        if backwards
-        else [AuditEvent.created_at.desc(), AuditEvent.id.desc()]
+    rows, has_more = newest_first_page(
+        session,
+        select(AuditEvent).where(*conditions),
+        AuditEvent,
+        org_id=org.id,
+        limit=q.limit,
+        starting_after=q.starting_after,
+        ending_before=q.ending_before,
+        noun="an event",
     )
-    rows = list(
-        session.scalars(select(AuditEvent).where(*conditions).order_by(*order).limit(q.limit + 1))
-    )
-    has_more = len(rows) > q.limit
-    rows = rows[: q.limit]
-    if backwards:
-        rows.reverse()
     user_ids = {e.actor_id for e in rows if e.actor_type == "user" and e.actor_id}
     users = (
         {u.id: u for u in session.scalars(select(User).where(User.id.in_(user_ids)))}

@@ -7,7 +7,6 @@ from dataclasses import dataclass
 from sqlalchemy import delete
 from sqlalchemy import func
 from sqlalchemy import select
-from sqlalchemy import tuple_
 from sqlalchemy.orm import Session
 from sqlalchemy.orm import joinedload
 
@@ -22,6 +21,7 @@ from webapp.services.errors import Conflict
 from webapp.services.errors import FieldError
 from webapp.services.errors import NotFound
 from webapp.services.errors import ValidationFailed
+from webapp.services.paging import newest_first_page
 
 MAX_LIMIT = 100
 MAX_QUERY_LENGTH = 254
@@ -89,37 +89,19 @@ def list_members(
         or 0
     )
 
-    key = tuple_(Membership.created_at, Membership.id)
-    cursor = starting_after or ending_before
-    backwards = bool(ending_before)
-    if cursor:
-        anchor = session.get(Membership, cursor)
-        if anchor is None or anchor.org_id != org.id:
-            name = "starting_after" if starting_after else "ending_before"
-            raise ValidationFailed.single(
-                name, "unknown_cursor", f"{cursor!r} is not a member of this list"
-            )
-        anchor_key = tuple_(anchor.created_at, anchor.id)
-        conditions.append(key > anchor_key if backwards else key < anchor_key)
-    order = (
-        [Membership.created_at.asc(), Membership.id.asc()]
-        if backwards
-        else [Membership.created_at.desc(), Membership.id.desc()]
+    rows, has_more = newest_first_page(
+        session,
+        select(Membership)
+        .join(User, User.id == Membership.user_id)
+        .where(*conditions)
+        .options(joinedload(Membership.user)),
+        Membership,
+        org_id=org.id,
+        limit=limit,
+        starting_after=starting_after,
+        ending_before=ending_before,
+        noun="a member",
     )
-    rows = list(
-        session.scalars(
-            select(Membership)
-            .join(User, User.id == Membership.user_id)
-            .where(*conditions)
-            .options(joinedload(Membership.user))
-            .order_by(*order)
-            .limit(limit + 1)
-        )
-    )
-    has_more = len(rows) > limit
-    rows = rows[:limit]
-    if backwards:
-        rows.reverse()
     return MemberPage(items=rows, has_more=has_more, total=total)
 
 
