@@ -20,6 +20,7 @@ from webapp.models import User
 from webapp.services.errors import FieldError
 from webapp.services.errors import ValidationFailed
 from webapp.services.paging import newest_first_page
+from webapp.services.search import contains
 
 # Every type an organization's events can have, in the order a filter offers them.
 EVENT_TYPES = (
@@ -63,10 +64,6 @@ class ActivityPage:
     users: dict[str, User] = field(default_factory=dict)
 
 
-def _escape_like(text: str) -> str:
-    return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
-
-
 def _check(q: ActivityQuery) -> list[FieldError]:
     errors = []
     for event_type in q.types:
@@ -95,12 +92,12 @@ def _search_condition(org: Organization, search: str) -> ColumnElement[bool]:
     """
     if INVITATION_ID.match(search):
         return AuditEvent.invitation_id == search
-    pattern = f"%{_escape_like(search.lower())}%"
+    search = search.lower()
     invitations = select(Invitation.id).where(
-        Invitation.org_id == org.id, Invitation.email_key.like(pattern, escape="\\")
+        Invitation.org_id == org.id, contains(Invitation.email_key, search)
     )
     return or_(
-        func.lower(AuditEvent.data["email"].as_string()).like(pattern, escape="\\"),
+        contains(func.lower(AuditEvent.data["email"].as_string()), search),
         AuditEvent.invitation_id.in_(invitations),
     )
 

@@ -22,6 +22,7 @@ from webapp.services.errors import FieldError
 from webapp.services.errors import NotFound
 from webapp.services.errors import ValidationFailed
 from webapp.services.paging import newest_first_page
+from webapp.services.search import contains
 
 MAX_LIMIT = 100
 MAX_QUERY_LENGTH = 254
@@ -42,10 +43,6 @@ class RemovedMember:
     email: str
     role: str
     project_memberships_removed: int
-
-
-def _escape_like(text: str) -> str:
-    return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
 
 
 def list_members(
@@ -78,7 +75,7 @@ def list_members(
     conditions = [Membership.org_id == org.id]
     search = (query or "").strip().lower()
     if search:
-        conditions.append(User.email_key.like(f"%{_escape_like(search)}%", escape="\\"))
+        conditions.append(contains(User.email_key, search))
     total = (
         session.scalar(
             select(func.count())

@@ -24,8 +24,13 @@ def escape_like(value: str) -> str:
     return value.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
 
 
+def contains(column: ColumnElement[str], text_: str) -> ColumnElement[bool]:
+    """``column`` contains ``text_`` literally (``%`` and ``_`` are not wildcards)."""
+    return column.like(f"%{escape_like(text_)}%", escape="\\")
+
+
 def _like(search: str) -> ColumnElement[bool]:
-    return Invitation.email_key.like(f"%{escape_like(search)}%", escape="\\")
+    return contains(Invitation.email_key, search)
 
 
 def _fts_phrase(search: str) -> str:
