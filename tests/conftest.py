@@ -29,6 +29,9 @@ from webapp.models import Organization
 from webapp.services.organizations import create_organization
 from webapp.services.organizations import update_organization
 
+# Fixtures of the settings, members and activity page tests.
+pytest_plugins = ["tests.dashboard_pages"]
+
 PG_URL_VARIABLE = "ORGINVITES_TEST_DATABASE_URL"
 PG_SKIP_MESSAGE = (
     f"PostgreSQL tests skipped: {PG_URL_VARIABLE} is not set "

@@ -126,3 +126,22 @@ def text(response) -> str:
 
 def body(response) -> str:
     return response.get_data(as_text=True)
+
+
+# Fixtures the settings, members and activity tests share (a pytest plugin loaded by
+# tests/conftest.py; ``admin`` opens the requesting module's PAGE).
+
+
+@pytest.fixture
+def quick_passwords(monkeypatch: pytest.MonkeyPatch) -> None:
+    use_quick_passwords(monkeypatch)
+
+
+@pytest.fixture
+def world(app: Flask) -> World:
+    return make_world(app)
+
+
+@pytest.fixture
+def admin(app: Flask, world: World, request: pytest.FixtureRequest) -> Client:
+    return Client(app, world.admin, request.module.PAGE)

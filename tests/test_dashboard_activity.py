@@ -11,12 +11,9 @@ from sqlalchemy import select
 
 from tests.dashboard_pages import HOSTILE
 from tests.dashboard_pages import Client
-from tests.dashboard_pages import World
 from tests.dashboard_pages import body
 from tests.dashboard_pages import in_db
-from tests.dashboard_pages import make_world
 from tests.dashboard_pages import text
-from tests.dashboard_pages import use_quick_passwords
 from tests.dashboard_pages import words
 from tests.dashboard_support import BOOSTED
 from tests.dashboard_support import FRAGMENT
@@ -33,22 +30,9 @@ from webapp.services.organizations import get_organization
 from webapp.web.dashboard.activity import TYPE_LABELS
 
 PAGE = "/orgs/acme/activity"
+
+pytestmark = pytest.mark.usefixtures("quick_passwords")
 INV = "inv_" + "0" * 26
-
-
-@pytest.fixture(autouse=True)
-def _quick_passwords(monkeypatch):
-    use_quick_passwords(monkeypatch)
-
-
-@pytest.fixture
-def world(app) -> World:
-    return make_world(app)
-
-
-@pytest.fixture
-def admin(app, world) -> Client:
-    return Client(app, world.admin, PAGE)
 
 
 def user_id(app, email: str) -> str:

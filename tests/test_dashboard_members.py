@@ -12,7 +12,6 @@ from sqlalchemy import select
 
 from tests.dashboard_pages import HOSTILE
 from tests.dashboard_pages import Client
-from tests.dashboard_pages import World
 from tests.dashboard_pages import body
 from tests.dashboard_pages import in_db
 from tests.dashboard_pages import make_world
@@ -39,20 +38,7 @@ from webapp.services.organizations import get_organization
 
 PAGE = "/orgs/acme/members"
 
-
-@pytest.fixture(autouse=True)
-def _quick_passwords(monkeypatch):
-    use_quick_passwords(monkeypatch)
-
-
-@pytest.fixture
-def world(app) -> World:
-    return make_world(app)
-
-
-@pytest.fixture
-def admin(app, world) -> Client:
-    return Client(app, world.admin, PAGE)
+pytestmark = pytest.mark.usefixtures("quick_passwords")
 
 
 def member_id(app, email: str, org: str = "acme") -> str | None:

@@ -8,12 +8,9 @@ from sqlalchemy import select
 from tests.conftest import APP_ORIGIN
 from tests.dashboard_pages import HOSTILE
 from tests.dashboard_pages import Client
-from tests.dashboard_pages import World
 from tests.dashboard_pages import body
 from tests.dashboard_pages import in_db
-from tests.dashboard_pages import make_world
 from tests.dashboard_pages import text
-from tests.dashboard_pages import use_quick_passwords
 from tests.dashboard_support import BOOSTED
 from tests.dashboard_support import FRAGMENT
 from tests.dashboard_support import HISTORY_RESTORE
@@ -26,26 +23,13 @@ from webapp.services.organizations import add_role
 from webapp.services.organizations import get_organization
 
 PAGE = "/orgs/acme/settings"
+
+pytestmark = pytest.mark.usefixtures("quick_passwords")
 GENERAL = f"{PAGE}/general"
 ORIGINS = f"{PAGE}/origins"
 REMOVE_ORIGIN = f"{PAGE}/origins/remove"
 ROLES = f"{PAGE}/roles"
 OTHER_ORIGIN = "https://other.example.org"
-
-
-@pytest.fixture(autouse=True)
-def _quick_passwords(monkeypatch):
-    use_quick_passwords(monkeypatch)
-
-
-@pytest.fixture
-def world(app) -> World:
-    return make_world(app)
-
-
-@pytest.fixture
-def admin(app, world) -> Client:
-    return Client(app, world.admin, PAGE)
 
 
 def acme(app) -> dict:
