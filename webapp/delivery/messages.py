@@ -25,6 +25,7 @@ from webapp.models import OutboxMessage
 from webapp.models import User
 from webapp.services.tokens import accept_url
 from webapp.services.tokens import open_from_outbox
+from webapp.services.tokens import public_url
 
 # Org-controlled text that reaches a header or a subject line is capped.
 MAX_HEADER_TEXT = 120
@@ -255,8 +256,7 @@ def compose_password_reset_email(row: OutboxMessage, now: datetime) -> EmailMess
     raw_token = open_from_outbox(row.token_ciphertext) if row.token_ciphertext else None
     if raw_token is None:
         raise MessageNotBuildable("the reset link cannot be rebuilt; ask for a new one")
-    base = current_app.config["PUBLIC_BASE_URL"].rstrip("/")
-    link = f"{base}/password-reset/{raw_token}"
+    link = public_url(f"/password-reset/{raw_token}")
     message = EmailMessage()
     message["Subject"] = "Reset your OrgInvites password"
     message["From"] = current_app.config["MAIL_FROM"]

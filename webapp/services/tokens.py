@@ -25,10 +25,14 @@ def hash_token(raw: str) -> str:
     return hashlib.sha256(raw.encode("utf-8")).hexdigest()
 
 
+def public_url(path: str) -> str:
+    """A link for an email: the configured public base URL (never the request's Host)."""
+    return current_app.config["PUBLIC_BASE_URL"].rstrip("/") + path
+
+
 def accept_url(raw_token: str) -> str:
-    """The invitee's link, always on the configured public base URL (never the request Host)."""
-    base = current_app.config["PUBLIC_BASE_URL"].rstrip("/")
-    return f"{base}/invitations/accept/{raw_token}"
+    """The invitee's link."""
+    return public_url(f"/invitations/accept/{raw_token}")
 
 
 def _fernet() -> Fernet:
