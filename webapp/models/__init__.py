@@ -2,6 +2,7 @@
 
 from webapp.models.api_keys import ApiKey
 from webapp.models.audit import AuditEvent
+from webapp.models.idempotency import IdempotentRequest
 from webapp.models.invitations import AcceptanceTicketUse
 from webapp.models.invitations import DeliveryStatus
 from webapp.models.invitations import Invitation
@@ -24,6 +25,7 @@ __all__ = [
     "ApiKey",
     "AuditEvent",
     "DeliveryStatus",
+    "IdempotentRequest",
     "Invitation",
     "InvitationCounter",
     "InvitationStatus",
