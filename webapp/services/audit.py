@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import insert
@@ -11,6 +12,34 @@ from webapp.clock import utcnow
 from webapp.ids import new_id
 from webapp.models import AuditEvent
 from webapp.services.actors import Actor
+
+
+def event_row(
+    event_type: str,
+    *,
+    actor: Actor,
+    org_id: str | None,
+    invitation_id: str | None = None,
+    data: dict[str, Any] | None = None,
+    now: datetime | None = None,
+) -> dict[str, Any]:
+    """The values of one audit event row (for ``record_events``)."""
+    return {
+        "id": new_id("evt"),
+        "org_id": org_id,
+        "invitation_id": invitation_id,
+        "type": event_type,
+        "actor_type": actor.kind,
+        "actor_id": actor.id,
+        "data": data or {},
+        "created_at": now or utcnow(),
+    }
+
+
+def record_events(session: Session, rows: list[dict[str, Any]]) -> None:
+    """Add many events (built by ``event_row``) in one executemany. Never with a token."""
+    if rows:
+        session.execute(insert(AuditEvent), rows)
 
 
 def record_event(
@@ -23,18 +52,7 @@ def record_event(
     data: dict[str, Any] | None = None,
 ) -> None:
     """Add one audit event to the current transaction. ``data`` must never hold a token."""
-    session.execute(
-        insert(AuditEvent),
-        [
-            {
-                "id": new_id("evt"),
-                "org_id": org_id,
-                "invitation_id": invitation_id,
-                "type": event_type,
-                "actor_type": actor.kind,
-                "actor_id": actor.id,
-                "data": data or {},
-                "created_at": utcnow(),
-            }
-        ],
+    record_events(
+        session,
+        [event_row(event_type, actor=actor, org_id=org_id, invitation_id=invitation_id, data=data)],
     )

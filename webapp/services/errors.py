@@ -56,8 +56,10 @@ class AlreadyInvited(Conflict):
 
     code = "already_invited"
 
-    def __init__(self, email: str, existing_invitation_id: str) -> None:
-        super().__init__(f"{email} already has a pending invitation ({existing_invitation_id})")
+    def __init__(self, email: str, existing_invitation_id: str | None) -> None:
+        # None: a concurrent caller's invitation won, then changed before it could be read.
+        shown = f" ({existing_invitation_id})" if existing_invitation_id else ""
+        super().__init__(f"{email} already has a pending invitation{shown}")
         self.email = email
         self.existing_invitation_id = existing_invitation_id
 

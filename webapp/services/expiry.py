@@ -78,3 +78,10 @@ def expire_due_invitations(session: Session, *, batch_size: int = 1000) -> int:
 def expire_lapsed_for_address(session: Session, org_id: str, email_key: str) -> int:
     """Expire now the address's lapsed pending invitation, if any, before a new one."""
     return _expire_where(session, Invitation.org_id == org_id, Invitation.email_key == email_key)
+
+
+def expire_lapsed_for_addresses(session: Session, org_id: str, email_keys: list[str]) -> int:
+    """``expire_lapsed_for_address`` for many addresses in one statement (bulk imports)."""
+    if not email_keys:
+        return 0
+    return _expire_where(session, Invitation.org_id == org_id, Invitation.email_key.in_(email_keys))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from dataclasses import field
 from datetime import datetime
@@ -10,9 +11,9 @@ from typing import Any
 
 from flask import current_app
 from sqlalchemy import exists
-from sqlalchemy import insert
 from sqlalchemy import select
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.dialects import postgresql
+from sqlalchemy.dialects import sqlite
 from sqlalchemy.orm import Session
 
 from webapp.clock import utcnow
@@ -24,8 +25,10 @@ from webapp.models import Membership
 from webapp.models import Organization
 from webapp.models import Project
 from webapp.models import User
+from webapp.models.invitations import PENDING_ONLY
 from webapp.services.actors import Actor
-from webapp.services.audit import record_event
+from webapp.services.audit import event_row
+from webapp.services.audit import record_events
 from webapp.services.counters import adjust_counters
 from webapp.services.counters import status_totals
 from webapp.services.errors import AlreadyInvited
@@ -35,13 +38,16 @@ from webapp.services.errors import NotFound
 from webapp.services.errors import QuotaExceeded
 from webapp.services.errors import ServiceError
 from webapp.services.errors import ValidationFailed
-from webapp.services.expiry import expire_lapsed_for_address
+from webapp.services.expiry import expire_lapsed_for_addresses
 from webapp.services.organizations import MAX_EXPIRY_SECONDS
 from webapp.services.organizations import MIN_EXPIRY_SECONDS
 from webapp.services.outbox import enqueue_email
+from webapp.services.outbox import enqueue_emails
+from webapp.services.outbox import outbox_row
 from webapp.services.tokens import accept_url
 from webapp.services.tokens import hash_token
 from webapp.services.tokens import new_token
+from webapp.services.tokens import seal_for_outbox
 from webapp.services.validation import check_metadata
 from webapp.services.validation import check_redirect_url
 from webapp.services.validation import clean_text
@@ -92,8 +98,10 @@ class BulkResult:
     failures: list[BulkFailure] = field(default_factory=list)
 
 
-@dataclass
-class _CheckedRequest:
+@dataclass(slots=True)
+class CheckedRequest:
+    """A request that passed every field rule, with defaults filled in."""
+
     email: str
     email_key: str
     role: str
@@ -199,54 +207,134 @@ def check_invitation_request(
     now: datetime,
     *,
     skip_email: bool = False,
-) -> _CheckedRequest:
+) -> CheckedRequest:
     """Apply every field rule; raise ValidationFailed listing all problems."""
-    errors: list[FieldError] = []
-    normalized = ("", "") if skip_email else normalize_email(request.email)
-    if isinstance(normalized, FieldError):
-        errors.append(normalized)
-        normalized = ("", "")
-    role = request.role or org.default_role
-    if org.role(role) is None:
-        errors.append(
-            FieldError(
+    return InvitationChecker(session, org, now).check(request, skip_email=skip_email)
+
+
+_UNSET = object()
+
+
+class InvitationChecker:
+    """Every field rule of an invitation request, for one organization at one instant.
+
+    The one place these rules live. A batch (a CSV import) checks thousands of requests
+    that share a few values (role, expiry, redirect URL, projects): each distinct value
+    is checked once and its answer remembered; addresses and metadata are per request.
+    """
+
+    def __init__(self, session: Session, org: Organization, now: datetime | None = None) -> None:
+        self.session = session
+        self.org = org
+        self.now = now or utcnow()
+        self.max_metadata_bytes = current_app.config["METADATA_MAX_BYTES"]
+        self._memo: dict[tuple[str, Any], Any] = {}
+
+    def _remembered(self, kind: str, key: Any, compute):
+        try:
+            memo_key = (kind, key)
+            hash(memo_key)
+        except TypeError:
+            return compute()
+        value = self._memo.get(memo_key, _UNSET)
+        if value is _UNSET:
+            value = self._memo[memo_key] = compute()
+        return value
+
+    def _role(self, role: str) -> FieldError | None:
+        if self.org.role(role) is None:
+            return FieldError(
                 "role",
                 "unknown_role",
-                f"{role!r} is not a role of {org.name} (roles: {_role_keys(org)})",
+                f"{role!r} is not a role of {self.org.name} (roles: {_role_keys(self.org)})",
             )
+        return None
+
+    def _redirect(self, value: object) -> str | FieldError:
+        return check_redirect_url(value, self.org.allowed_redirect_origins)
+
+    def problems(
+        self, request: InvitationRequest, *, skip_email: bool = False
+    ) -> tuple[CheckedRequest | None, list[FieldError]]:
+        """The checked request, or None and every problem found."""
+        errors: list[FieldError] = []
+        normalized = ("", "") if skip_email else normalize_email(request.email)
+        if isinstance(normalized, FieldError):
+            errors.append(normalized)
+            normalized = ("", "")
+        role = request.role or self.org.default_role
+        role_error = self._remembered("role", role, lambda: self._role(role))
+        if role_error is not None:
+            errors.append(role_error)
+        expires_at = self._remembered(
+            "expiry",
+            (request.expires_in, request.expires_at),
+            lambda: resolve_expiry(self.org, self.now, request.expires_in, request.expires_at),
         )
-    expires_at = resolve_expiry(org, now, request.expires_in, request.expires_at)
-    if isinstance(expires_at, FieldError):
-        errors.append(expires_at)
-    redirect_url = None
-    if request.redirect_url not in (None, ""):
-        checked = check_redirect_url(request.redirect_url, org.allowed_redirect_origins)
-        if isinstance(checked, FieldError):
-            errors.append(checked)
-        else:
-            redirect_url = checked
-    max_bytes = current_app.config["METADATA_MAX_BYTES"]
-    public = check_metadata(request.public_metadata, "public_metadata", max_bytes)
-    private = check_metadata(request.private_metadata, "private_metadata", max_bytes)
-    grants = _check_project_grants(session, org, request.project_grants)
-    message = clean_text(request.message, "message", MAX_MESSAGE_LENGTH, multiline=True)
-    for value in (public, private, grants, message):
-        if isinstance(value, FieldError):
-            errors.append(value)
-    if errors:
-        raise ValidationFailed(errors)
-    return _CheckedRequest(
-        email=normalized[0],
-        email_key=normalized[1],
-        role=role,
-        expires_at=expires_at,  # type: ignore[arg-type]
-        redirect_url=redirect_url,
-        public_metadata=public,  # type: ignore[arg-type]
-        private_metadata=private,  # type: ignore[arg-type]
-        project_grants=grants,  # type: ignore[arg-type]
-        message=message,  # type: ignore[arg-type]
-        notify=request.notify,
-    )
+        if isinstance(expires_at, FieldError):
+            errors.append(expires_at)
+        redirect_url = None
+        if request.redirect_url not in (None, ""):
+            checked = self._remembered(
+                "redirect", request.redirect_url, lambda: self._redirect(request.redirect_url)
+            )
+            if isinstance(checked, FieldError):
+                errors.append(checked)
+            else:
+                redirect_url = checked
+        public = check_metadata(request.public_metadata, "public_metadata", self.max_metadata_bytes)
+        private = check_metadata(
+            request.private_metadata, "private_metadata", self.max_metadata_bytes
+        )
+        grants = self._remembered(
+            "projects",
+            _grants_key(request.project_grants),
+            lambda: _check_project_grants(self.session, self.org, request.project_grants),
+        )
+        message = self._remembered(
+            "message",
+            request.message,
+            lambda: clean_text(request.message, "message", MAX_MESSAGE_LENGTH, multiline=True),
+        )
+        for value in (public, private, grants, message):
+            if isinstance(value, FieldError):
+                errors.append(value)
+        if errors:
+            return None, errors
+        return (
+            CheckedRequest(
+                email=normalized[0],
+                email_key=normalized[1],
+                role=role,
+                expires_at=expires_at,
+                redirect_url=redirect_url,
+                public_metadata=public,  # type: ignore[arg-type]
+                private_metadata=private,  # type: ignore[arg-type]
+                project_grants=grants,
+                message=message,  # type: ignore[arg-type]
+                notify=request.notify,
+            ),
+            [],
+        )
+
+    def check(self, request: InvitationRequest, *, skip_email: bool = False) -> CheckedRequest:
+        """The checked request; raise ValidationFailed listing all problems."""
+        checked, errors = self.problems(request, skip_email=skip_email)
+        if errors:
+            raise ValidationFailed(errors)
+        assert checked is not None
+        return checked
+
+
+def _grants_key(grants: object) -> object:
+    """A hashable stand-in for a project grant list (unhashable values are not remembered)."""
+    if grants is None:
+        return None
+    if isinstance(grants, list) and all(
+        isinstance(g, dict) and all(isinstance(v, str) for v in g.values()) for g in grants
+    ):
+        return tuple(tuple(sorted(g.items())) for g in grants)
+    return [grants]  # unhashable: checked every time
 
 
 def _role_keys(org: Organization) -> str:
@@ -299,6 +387,184 @@ def issue_invitation_email(
     )
 
 
+def member_keys(session: Session, org_id: str, email_keys: Sequence[str]) -> set[str]:
+    """Which of these addresses belong to members of the organization already."""
+    if not email_keys:
+        return set()
+    return set(
+        session.scalars(
+            select(User.email_key)
+            .join(Membership, Membership.user_id == User.id)
+            .where(Membership.org_id == org_id, User.email_key.in_(list(email_keys)))
+        )
+    )
+
+
+def pending_keys(session: Session, org_id: str, email_keys: Sequence[str]) -> set[str]:
+    """Which of these addresses have a pending invitation in the organization (as stored)."""
+    if not email_keys:
+        return set()
+    return set(
+        session.scalars(
+            select(Invitation.email_key).where(
+                Invitation.org_id == org_id,
+                Invitation.status == InvitationStatus.PENDING.value,
+                Invitation.email_key.in_(list(email_keys)),
+            )
+        )
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class CreatedInvitation:
+    index: int
+    invitation_id: str
+    raw_token: str
+
+
+@dataclass
+class BatchCreation:
+    """What ``create_checked_invitations`` did with each request (by input index)."""
+
+    created: list[CreatedInvitation] = field(default_factory=list)
+    already_invited: list[int] = field(default_factory=list)
+    already_member: list[int] = field(default_factory=list)
+
+
+def _insert_skipping_pending(session: Session):
+    """INSERT … ON CONFLICT DO NOTHING on the one-pending-per-address index."""
+    dialect = session.get_bind().dialect.name
+    insert_for = postgresql.insert if dialect == "postgresql" else sqlite.insert
+    return (
+        insert_for(Invitation.__table__)
+        .on_conflict_do_nothing(index_elements=["org_id", "email_key"], index_where=PENDING_ONLY)
+        .returning(Invitation.id)
+    )
+
+
+def create_checked_invitations(
+    session: Session,
+    org: Organization,
+    requests: Sequence[CheckedRequest],
+    *,
+    actor: Actor,
+    source: str,
+    now: datetime | None = None,
+    event_data: dict[str, Any] | None = None,
+) -> BatchCreation:
+    """The one write path of new invitations, for one request or thousands.
+
+    In the caller's transaction: members are refused, lapsed pending invitations of
+    these addresses are expired, the quota is checked (QuotaExceeded, nothing written),
+    then the rows are inserted with their audit events, outbox emails and counters.
+    An address that already has a pending invitation, or gets one from a concurrent
+    caller, is skipped by the partial unique index (ON CONFLICT DO NOTHING), never
+    duplicated. Rows are inserted in address order so that concurrent batches lock
+    index entries in one order.
+    """
+    now = now or utcnow()
+    result = BatchCreation()
+    keys = [c.email_key for c in requests]
+    members = member_keys(session, org.id, keys)
+    candidates = [i for i, c in enumerate(requests) if c.email_key not in members]
+    result.already_member = [i for i, c in enumerate(requests) if c.email_key in members]
+    # A lapsed pending invitation reads as expired everywhere; make that true in the
+    # table too, so it no longer holds the one-pending-per-address index.
+    expire_lapsed_for_addresses(session, org.id, [keys[i] for i in candidates])
+    pending = pending_keys(session, org.id, [keys[i] for i in candidates])
+    fresh: list[int] = []
+    seen: set[str] = set()
+    for i in candidates:
+        if keys[i] in pending or keys[i] in seen:
+            result.already_invited.append(i)
+        else:
+            seen.add(keys[i])
+            fresh.append(i)
+    if not fresh:
+        return result
+    check_quota(session, org, now, adding=len(fresh))
+    fresh.sort(key=lambda i: keys[i])
+    inviter_user_id = actor.id if actor.kind == "user" else None
+    inviter_api_key_id = actor.id if actor.kind == "api_key" else None
+    rows: list[dict[str, Any]] = []
+    tokens: dict[str, tuple[int, str]] = {}
+    for i in fresh:
+        checked = requests[i]
+        raw_token, token_hash = new_token()
+        invitation_id = new_id("inv")
+        tokens[invitation_id] = (i, raw_token)
+        rows.append(
+            {
+                "id": invitation_id,
+                "org_id": org.id,
+                "email": checked.email,
+                "email_key": checked.email_key,
+                "role": checked.role,
+                "status": InvitationStatus.PENDING.value,
+                "source": source,
+                "inviter_user_id": inviter_user_id,
+                "inviter_api_key_id": inviter_api_key_id,
+                "public_metadata": checked.public_metadata,
+                "private_metadata": checked.private_metadata,
+                "redirect_url": checked.redirect_url,
+                "project_grants": checked.project_grants,
+                "message": checked.message,
+                "token_hash": token_hash,
+                "created_at": now,
+                "updated_at": now,
+                "expires_at": checked.expires_at,
+                "send_count": 1,
+                "last_sent_at": now,
+                "delivery_status": (
+                    DeliveryStatus.QUEUED.value if checked.notify else DeliveryStatus.NOT_SENT.value
+                ),
+            }
+        )
+    inserted = set(session.scalars(_insert_skipping_pending(session), rows))
+    events: list[dict[str, Any]] = []
+    emails: list[dict[str, Any]] = []
+    for row in rows:
+        invitation_id = row["id"]
+        index, raw_token = tokens[invitation_id]
+        if invitation_id not in inserted:
+            # A concurrent caller's pending invitation for this address won.
+            result.already_invited.append(index)
+            continue
+        result.created.append(CreatedInvitation(index, invitation_id, raw_token))
+        data = {"email": row["email"], "role": row["role"], "source": source}
+        if event_data:
+            data.update(event_data)
+        events.append(
+            event_row(
+                "invitation.created",
+                actor=actor,
+                org_id=org.id,
+                invitation_id=invitation_id,
+                data=data,
+                now=now,
+            )
+        )
+        if requests[index].notify:
+            # Queued now; the worker writes invitation.sent once the server accepted it.
+            emails.append(
+                outbox_row(
+                    kind="invitation",
+                    to_email=row["email"],
+                    sealed_token=seal_for_outbox(raw_token),
+                    org_id=org.id,
+                    invitation_id=invitation_id,
+                    now=now,
+                )
+            )
+    if result.created:
+        adjust_counters(session, org.id, {InvitationStatus.PENDING.value: len(result.created)})
+        record_events(session, events)
+        enqueue_emails(session, emails)
+    result.created.sort(key=lambda c: c.index)
+    result.already_invited.sort()
+    return result
+
+
 def create_invitation(
     session: Session,
     org: Organization,
@@ -315,62 +581,18 @@ def create_invitation(
     """
     now = utcnow()
     checked = check_invitation_request(session, org, request, now)
-    if is_member(session, org.id, checked.email_key):
-        raise AlreadyMember(checked.email, org.name)
-    # A lapsed pending invitation reads as expired everywhere; make that true in the
-    # table too, so it no longer holds the one-pending-per-address index.
-    expire_lapsed_for_address(session, org.id, checked.email_key)
-    check_quota(session, org, now)
-    raw_token, token_hash = new_token()
-    invitation_id = new_id("inv")
-    values = {
-        "id": invitation_id,
-        "org_id": org.id,
-        "email": checked.email,
-        "email_key": checked.email_key,
-        "role": checked.role,
-        "status": InvitationStatus.PENDING.value,
-        "source": source,
-        "inviter_user_id": actor.id if actor.kind == "user" else None,
-        "inviter_api_key_id": actor.id if actor.kind == "api_key" else None,
-        "public_metadata": checked.public_metadata,
-        "private_metadata": checked.private_metadata,
-        "redirect_url": checked.redirect_url,
-        "project_grants": checked.project_grants,
-        "message": checked.message,
-        "token_hash": token_hash,
-        "created_at": now,
-        "updated_at": now,
-        "expires_at": checked.expires_at,
-        "send_count": 1,
-        "last_sent_at": now,
-        "delivery_status": (
-            DeliveryStatus.QUEUED.value if checked.notify else DeliveryStatus.NOT_SENT.value
-        ),
-    }
-    try:
-        with session.begin_nested():
-            session.execute(insert(Invitation), [values])
-    except IntegrityError:
-        existing = find_pending_invitation(session, org.id, checked.email_key)
-        if existing is None:
-            raise
-        raise AlreadyInvited(checked.email, existing.id) from None
-    adjust_counters(session, org.id, {InvitationStatus.PENDING.value: 1})
-    invitation = session.get(Invitation, invitation_id)
-    assert invitation is not None
-    record_event(
-        session,
-        "invitation.created",
-        actor=actor,
-        org_id=org.id,
-        invitation_id=invitation_id,
-        data={"email": checked.email, "role": checked.role, "source": source},
+    outcome = create_checked_invitations(
+        session, org, [checked], actor=actor, source=source, now=now
     )
-    if checked.notify:
-        # Queued now; the worker writes invitation.sent once the server accepted it.
-        issue_invitation_email(session, invitation, org, raw_token, "invitation")
-    return IssuedInvitation(invitation=invitation, accept_url=accept_url(raw_token))
+    if outcome.already_member:
+        raise AlreadyMember(checked.email, org.name)
+    if outcome.already_invited:
+        existing = find_pending_invitation(session, org.id, checked.email_key)
+        raise AlreadyInvited(checked.email, existing.id if existing else None)
+    created = outcome.created[0]
+    invitation = session.get(Invitation, created.invitation_id)
+    assert invitation is not None
+    return IssuedInvitation(invitation=invitation, accept_url=accept_url(created.raw_token))
 
 
 def create_invitations(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import random
 from collections.abc import Sequence
+from datetime import datetime
 from datetime import timedelta
 from typing import Any
 
@@ -24,6 +25,39 @@ from webapp.models import OutboxStatus
 from webapp.services.tokens import seal_for_outbox
 
 
+def outbox_row(
+    *,
+    kind: str,
+    to_email: str,
+    sealed_token: str | None,
+    org_id: str | None,
+    invitation_id: str | None = None,
+    context: dict[str, Any] | None = None,
+    now: datetime | None = None,
+) -> dict[str, Any]:
+    """The values of one pending outbox row; ``sealed_token`` comes from ``seal_for_outbox``."""
+    now = now or utcnow()
+    return {
+        "id": new_id("msg"),
+        "kind": kind,
+        "org_id": org_id,
+        "invitation_id": invitation_id,
+        "to_email": to_email,
+        "token_ciphertext": sealed_token,
+        "context": context or {},
+        "status": OutboxStatus.PENDING.value,
+        "attempts": 0,
+        "next_attempt_at": now,
+        "created_at": now,
+    }
+
+
+def enqueue_emails(session: Session, rows: list[dict[str, Any]]) -> None:
+    """Write many outbox rows (built by ``outbox_row``) in the caller's transaction."""
+    if rows:
+        session.execute(insert(OutboxMessage), rows)
+
+
 def enqueue_email(
     session: Session,
     *,
@@ -35,27 +69,16 @@ def enqueue_email(
     context: dict[str, Any] | None = None,
 ) -> str:
     """Write an outbox row in the caller's transaction and return its id."""
-    message_id = new_id("msg")
-    now = utcnow()
-    session.execute(
-        insert(OutboxMessage),
-        [
-            {
-                "id": message_id,
-                "kind": kind,
-                "org_id": org_id,
-                "invitation_id": invitation_id,
-                "to_email": to_email,
-                "token_ciphertext": seal_for_outbox(raw_token) if raw_token else None,
-                "context": context or {},
-                "status": OutboxStatus.PENDING.value,
-                "attempts": 0,
-                "next_attempt_at": now,
-                "created_at": now,
-            }
-        ],
+    row = outbox_row(
+        kind=kind,
+        to_email=to_email,
+        sealed_token=seal_for_outbox(raw_token) if raw_token else None,
+        org_id=org_id,
+        invitation_id=invitation_id,
+        context=context,
     )
-    return message_id
+    enqueue_emails(session, [row])
+    return row["id"]
 
 
 def cancel_unsent_for_invitations(session: Session, invitation_ids: Sequence[str]) -> int:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import functools
 import hashlib
 import secrets
 
@@ -41,6 +42,12 @@ def _fernet() -> Fernet:
         raise ConfigError(
             "ORGINVITES_SECRET_KEY is not set; it is needed to queue invitation emails"
         )
+    return _fernet_for(secret)
+
+
+@functools.lru_cache(maxsize=4)
+def _fernet_for(secret: str) -> Fernet:
+    # Derived once per key: a bulk import seals tens of thousands of tokens.
     key = HKDF(
         algorithm=hashes.SHA256(), length=32, salt=None, info=b"orginvites outbox token"
     ).derive(secret.encode("utf-8"))
