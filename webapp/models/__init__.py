@@ -3,6 +3,9 @@
 from webapp.models.api_keys import ApiKey
 from webapp.models.audit import AuditEvent
 from webapp.models.idempotency import IdempotentRequest
+from webapp.models.imports import ImportJob
+from webapp.models.imports import ImportJobData
+from webapp.models.imports import ImportStatus
 from webapp.models.invitations import AcceptanceTicketUse
 from webapp.models.invitations import DeliveryStatus
 from webapp.models.invitations import Invitation
@@ -26,6 +29,9 @@ __all__ = [
     "AuditEvent",
     "DeliveryStatus",
     "IdempotentRequest",
+    "ImportJob",
+    "ImportJobData",
+    "ImportStatus",
     "Invitation",
     "InvitationCounter",
     "InvitationStatus",

@@ -39,7 +39,7 @@ def event_row(
 def record_events(session: Session, rows: list[dict[str, Any]]) -> None:
     """Add many events (built by ``event_row``) in one executemany. Never with a token."""
     if rows:
-        session.execute(insert(AuditEvent), rows)
+        session.execute(insert(AuditEvent.__table__), rows)
 
 
 def record_event(

@@ -55,7 +55,7 @@ def outbox_row(
 def enqueue_emails(session: Session, rows: list[dict[str, Any]]) -> None:
     """Write many outbox rows (built by ``outbox_row``) in the caller's transaction."""
     if rows:
-        session.execute(insert(OutboxMessage), rows)
+        session.execute(insert(OutboxMessage.__table__), rows)
 
 
 def enqueue_email(

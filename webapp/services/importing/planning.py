@@ -1,0 +1,568 @@
+"""What an import would do with each row (the preview), and doing it (the import).
+
+Each row becomes an ``InvitationRequest`` and is checked by the same rules as a single
+invite (``normalize_email`` and ``InvitationChecker``), then created through the same
+write path (``create_checked_invitations``), batch by batch, each batch one transaction
+with its audit events and outbox emails.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+from collections import Counter
+from collections.abc import Callable
+from collections.abc import Iterator
+from collections.abc import Sequence
+from dataclasses import dataclass
+from dataclasses import field
+from datetime import datetime
+from datetime import timedelta
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.exc import DBAPIError
+from sqlalchemy.orm import Session
+
+from webapp.clock import utcnow
+from webapp.models import Invitation
+from webapp.models import InvitationStatus
+from webapp.models import Organization
+from webapp.models import Project
+from webapp.services.actors import Actor
+from webapp.services.counters import status_totals
+from webapp.services.errors import FieldError
+from webapp.services.errors import QuotaExceeded
+from webapp.services.importing.parsing import ParsedFile
+from webapp.services.importing.parsing import SourceRow
+from webapp.services.invitations import PROJECT_ROLES
+from webapp.services.invitations import CheckedRequest
+from webapp.services.invitations import InvitationChecker
+from webapp.services.invitations import InvitationRequest
+from webapp.services.invitations import check_quota
+from webapp.services.invitations import create_checked_invitations
+from webapp.services.invitations import member_keys
+from webapp.services.validation import normalize_email
+
+log = logging.getLogger("orginvites.import")
+
+WILL_INVITE = "will_invite"
+INVITED = "invited"
+INVALID_EMAIL = "invalid_email"
+DUPLICATE = "duplicate"
+ALREADY_INVITED = "already_invited"
+ALREADY_MEMBER = "already_member"
+UNKNOWN_ROLE = "unknown_role"
+REDIRECT_NOT_ALLOWED = "redirect_not_allowed"
+BAD_EXPIRY = "bad_expiry"
+BAD_METADATA = "bad_metadata"
+BAD_PROJECTS = "bad_projects"
+OVER_QUOTA = "over_quota"
+
+# Every verdict a preview shows, in the order totals are listed.
+VERDICTS = {
+    WILL_INVITE: "will invite",
+    INVALID_EMAIL: "invalid email",
+    DUPLICATE: "duplicate in this file",
+    ALREADY_INVITED: "already invited (pending)",
+    ALREADY_MEMBER: "already a member",
+    UNKNOWN_ROLE: "unknown role",
+    REDIRECT_NOT_ALLOWED: "redirect not allowed",
+    BAD_EXPIRY: "bad expiry",
+    BAD_METADATA: "bad metadata",
+    BAD_PROJECTS: "bad projects",
+}
+# What an import did with each row.
+OUTCOMES = {INVITED: "invited", **{k: v for k, v in VERDICTS.items() if k != WILL_INVITE}}
+OUTCOMES[OVER_QUOTA] = "over the quota"
+SKIPPED = (DUPLICATE, ALREADY_INVITED, ALREADY_MEMBER)
+FAILED = (
+    INVALID_EMAIL,
+    UNKNOWN_ROLE,
+    REDIRECT_NOT_ALLOWED,
+    BAD_EXPIRY,
+    BAD_METADATA,
+    BAD_PROJECTS,
+    OVER_QUOTA,
+)
+# A row with several problems gets the first verdict of this order (all are described).
+_FIELD_VERDICTS = {
+    "email": INVALID_EMAIL,
+    "role": UNKNOWN_ROLE,
+    "redirect_url": REDIRECT_NOT_ALLOWED,
+    "expires_in": BAD_EXPIRY,
+    "expires_at": BAD_EXPIRY,
+    "expires_in_days": BAD_EXPIRY,
+    "public_metadata": BAD_METADATA,
+    "private_metadata": BAD_METADATA,
+    "projects": BAD_PROJECTS,
+}
+_PRIORITY = {code: n for n, code in enumerate(VERDICTS)}
+BATCH_SIZE = 2000
+LOOKUP_CHUNK = 1000
+RETRYABLE_SQLSTATES = {"40P01", "40001"}  # deadlock, serialization failure (PostgreSQL)
+
+
+@dataclass(frozen=True)
+class ImportDefaults:
+    """What rows that leave a field empty get (None: the organization's default)."""
+
+    role: str | None = None
+    expires_in: timedelta | None = None
+    redirect_url: str | None = None
+    notify: bool = True
+
+
+@dataclass(slots=True)
+class PlannedRow:
+    """One row's verdict (then outcome) and, for a valid row, its checked request."""
+
+    source: SourceRow
+    email: str
+    verdict: str
+    detail: str = ""
+    checked: CheckedRequest | None = None
+
+    @property
+    def label(self) -> str:
+        return OUTCOMES.get(self.verdict) or VERDICTS[self.verdict]
+
+
+@dataclass
+class ImportPlan:
+    parsed: ParsedFile
+    defaults: ImportDefaults
+    rows: list[PlannedRow]
+    now: datetime
+
+    def counts(self) -> dict[str, int]:
+        counts = Counter(r.verdict for r in self.rows)
+        return {code: counts[code] for code in (*OUTCOMES, *VERDICTS) if counts[code]}
+
+    def valid_rows(self) -> list[PlannedRow]:
+        return [r for r in self.rows if r.checked is not None]
+
+    def failures(self) -> Iterator[PlannedRow]:
+        """Rows that need fixing (the error report), in file order."""
+        return (r for r in self.rows if r.verdict in FAILED)
+
+
+def verdict_label(code: str) -> str:
+    return OUTCOMES.get(code) or VERDICTS.get(code, code)
+
+
+class _RowReader:
+    """Turns a row's cells into an InvitationRequest (problems of the CSV text itself
+    come back as FieldErrors, like the service's own)."""
+
+    def __init__(self, session: Session, org: Organization, parsed: ParsedFile, defaults):
+        self.org = org
+        self.defaults = defaults
+        self.email = parsed.index_of("email")
+        self.role = parsed.index_of("role")
+        self.redirect = parsed.index_of("redirect_url")
+        self.expiry = parsed.index_of("expires_in_days")
+        self.projects = parsed.index_of("projects")
+        self.metadata_json = {
+            scope: parsed.index_of(scope) for scope in ("public_metadata", "private_metadata")
+        }
+        self.metadata_keys = [
+            (c.field, c.metadata_key, c.index) for c in parsed.columns if c.metadata_key
+        ]
+        roles = [r.key for r in org.roles]
+        self.role_by_folded: dict[str, str] = {}
+        for key in roles:
+            folded = key.casefold()
+            # Only an unambiguous case-insensitive match is taken ("Admin" → admin).
+            self.role_by_folded[folded] = key if folded not in self.role_by_folded else ""
+        self.exact_roles = set(roles)
+        self._project_ids: dict[str, str] | None = None
+        self._session = session
+        self._grants: dict[str, list[dict[str, str]]] = {}
+
+    @staticmethod
+    def _cell(cells: tuple[str, ...], index: int | None) -> str:
+        if index is None or index >= len(cells):
+            return ""
+        return cells[index]
+
+    def email_of(self, row: SourceRow) -> str:
+        return self._cell(row.cells, self.email if row.column == 0 else 0)
+
+    def request(self, row: SourceRow) -> tuple[InvitationRequest, list[FieldError]]:
+        cells = row.cells
+        problems: list[FieldError] = []
+        role = self._cell(cells, self.role) or self.defaults.role
+        if role and role not in self.exact_roles:
+            role = self.role_by_folded.get(role.casefold()) or role
+        expires_in = self.defaults.expires_in
+        days = self._cell(cells, self.expiry)
+        if days:
+            expires_in = _days(days, problems)
+        public, private = self._metadata(cells, problems)
+        grants = None
+        projects = self._cell(cells, self.projects)
+        if projects:
+            grants = self._project_grants(projects)
+        request = InvitationRequest(
+            email=self.email_of(row),
+            role=role or None,
+            expires_in=expires_in,
+            redirect_url=self._cell(cells, self.redirect) or self.defaults.redirect_url,
+            public_metadata=public,
+            private_metadata=private,
+            project_grants=grants,
+            notify=self.defaults.notify,
+        )
+        return request, problems
+
+    def _metadata(self, cells, problems) -> tuple[dict | None, dict | None]:
+        found: dict[str, dict[str, Any] | None] = {}
+        for scope, index in self.metadata_json.items():
+            text = self._cell(cells, index)
+            if not text:
+                continue
+            try:
+                value = json.loads(text)
+            except ValueError:
+                value = None
+            if not isinstance(value, dict):
+                problems.append(
+                    FieldError(
+                        scope,
+                        "invalid_metadata",
+                        f'{scope} {_shown(text)} is not a JSON object like {{"team": "red"}}',
+                    )
+                )
+                continue
+            found[scope] = value
+        for scope, key, index in self.metadata_keys:
+            text = self._cell(cells, index)
+            if text:
+                target = found.setdefault(scope, {})
+                if target is not None:
+                    target[key] = text
+        return found.get("public_metadata"), found.get("private_metadata")
+
+    def _project_ids_by_name(self) -> dict[str, str]:
+        if self._project_ids is None:
+            self._project_ids = {}
+            for project_id, name in self._session.execute(
+                select(Project.id, Project.name).where(Project.org_id == self.org.id)
+            ):
+                self._project_ids[project_id] = project_id
+                self._project_ids.setdefault(name.casefold(), project_id)
+        return self._project_ids
+
+    def _project_grants(self, text: str) -> list[dict[str, str]]:
+        """``proj_1; Research:owner`` (ids or names, each optionally ``:member|owner``).
+
+        A name that is no project of the organization is passed on as it is, for the
+        service's rule to refuse.
+        """
+        cached = self._grants.get(text)
+        if cached is not None:
+            return cached
+        grants: list[dict[str, str]] = []
+        known = self._project_ids_by_name()
+        for item in (part.strip() for part in text.replace("|", ";").split(";")):
+            if not item:
+                continue
+            name, colon, role = item.rpartition(":")
+            if not colon or role.strip().lower() not in PROJECT_ROLES:
+                name, role = item, "member"
+            name = name.strip()
+            project_id = known.get(name) or known.get(name.casefold()) or name
+            grants.append({"project_id": project_id, "role": role.strip().lower()})
+        self._grants[text] = grants
+        return grants
+
+
+def _days(text: str, problems: list[FieldError]) -> timedelta | None:
+    try:
+        days = float(text.replace(",", "."))
+    except ValueError:
+        days = math.nan
+    if not math.isfinite(days) or days <= 0:
+        problems.append(
+            FieldError(
+                "expires_in_days",
+                "invalid_expiry",
+                f"expires_in_days {_shown(text)} is not a number of days (1 to 30)",
+            )
+        )
+        return None
+    return timedelta(days=min(days, 36500))
+
+
+def _shown(text: str, limit: int = 60) -> str:
+    return repr(text if len(text) <= limit else text[:limit] + "…")
+
+
+def _verdict(errors: Sequence[FieldError]) -> tuple[str, str]:
+    codes = [_FIELD_VERDICTS.get(e.field, BAD_METADATA) for e in errors]
+    verdict = min(codes, key=lambda c: _PRIORITY[c])
+    return verdict, "; ".join(e.message for e in errors)
+
+
+def plan_import(
+    session: Session,
+    org: Organization,
+    parsed: ParsedFile,
+    defaults: ImportDefaults,
+    *,
+    now: datetime | None = None,
+) -> ImportPlan:
+    """Check every row against the invitation rules and find duplicates within the file.
+
+    Reads nothing but the organization's roles and projects; ``preview_import`` adds
+    what the database knows (pending invitations, members).
+    """
+    now = now or utcnow()
+    checker = InvitationChecker(session, org, now)
+    reader = _RowReader(session, org, parsed, defaults)
+    first_row_of: dict[str, int] = {}
+    rows: list[PlannedRow] = []
+    for source in parsed.rows:
+        request, problems = reader.request(source)
+        normalized = normalize_email(request.email)
+        if isinstance(normalized, FieldError):
+            rows.append(PlannedRow(source, request.email, INVALID_EMAIL, normalized.message))
+            continue
+        email, key = normalized
+        first = first_row_of.get(key)
+        if first is not None:
+            # The first row with an address claims it, whatever else is wrong with it.
+            rows.append(
+                PlannedRow(source, email, DUPLICATE, f"{email} is already on row {first:,}")
+            )
+            continue
+        first_row_of[key] = source.number
+        checked, errors = checker.problems(request, skip_email=True)
+        errors = problems + errors
+        if errors:
+            verdict, detail = _verdict(errors)
+            rows.append(PlannedRow(source, email, verdict, detail))
+            continue
+        assert checked is not None
+        checked.email, checked.email_key = email, key
+        rows.append(PlannedRow(source, email, WILL_INVITE, "", checked))
+    return ImportPlan(parsed, defaults, rows, now)
+
+
+def _chunks(items: Sequence[Any], size: int) -> Iterator[Sequence[Any]]:
+    for start in range(0, len(items), size):
+        yield items[start : start + size]
+
+
+def live_pending_keys(
+    session: Session, org_id: str, email_keys: Sequence[str], now: datetime
+) -> set[str]:
+    """Addresses with a pending invitation that has not lapsed (what a reader sees).
+
+    The expiry is compared here, not in SQL: with it in the WHERE clause SQLite's planner
+    walks the org's (status, expires_at) index, every pending row, once per chunk.
+    """
+    rows = session.execute(
+        select(Invitation.email_key, Invitation.expires_at).where(
+            Invitation.org_id == org_id,
+            Invitation.status == InvitationStatus.PENDING.value,
+            Invitation.email_key.in_(list(email_keys)),
+        )
+    )
+    return {key for key, expires_at in rows if expires_at > now}
+
+
+@dataclass
+class QuotaCheck:
+    """Whether ``adding`` more pending invitations fit the organization's quota."""
+
+    adding: int
+    pending: int
+    quota: int | None
+    message: str | None = None
+
+    @property
+    def room(self) -> int | None:
+        return None if self.quota is None else max(0, self.quota - self.pending)
+
+
+def quota_check(
+    session: Session, org: Organization, adding: int, now: datetime | None = None
+) -> QuotaCheck:
+    """The invite quota rule (``check_quota``) for a whole import, with a clear message."""
+    now = now or utcnow()
+    pending = status_totals(session, org.id, now)[InvitationStatus.PENDING.value]
+    result = QuotaCheck(adding, pending, org.invite_quota)
+    try:
+        check_quota(session, org, now, adding=adding)
+    except QuotaExceeded:
+        result.message = (
+            f"This import would add {adding:,} pending invitations, but {org.name} has "
+            f"{pending:,} pending of its quota of {org.invite_quota:,}: at most "
+            f"{result.room:,} more can be added. Remove rows from the file or raise the "
+            "quota in the organization's settings."
+        )
+    return result
+
+
+@dataclass
+class Preview:
+    plan: ImportPlan
+    counts: dict[str, int]
+    quota: QuotaCheck
+
+    @property
+    def will_invite(self) -> int:
+        return self.counts.get(WILL_INVITE, 0)
+
+
+def preview_import(session: Session, org: Organization, plan: ImportPlan) -> Preview:
+    """Add what the database knows to the plan: pending invitations, members, the quota.
+
+    Changes nothing in the database; the rows' verdicts are updated in place.
+    """
+    valid = [r for r in plan.rows if r.verdict == WILL_INVITE]
+    for chunk in _chunks(valid, LOOKUP_CHUNK):
+        keys = [r.checked.email_key for r in chunk]  # type: ignore[union-attr]
+        members = member_keys(session, org.id, keys)
+        pending = live_pending_keys(session, org.id, keys, plan.now)
+        for row in chunk:
+            key = row.checked.email_key  # type: ignore[union-attr]
+            if key in members:
+                row.verdict = ALREADY_MEMBER
+                row.detail = f"{row.email} is already a member of {org.name}"
+            elif key in pending:
+                row.verdict = ALREADY_INVITED
+                row.detail = f"{row.email} already has a pending invitation"
+    counts = plan.counts()
+    return Preview(plan, counts, quota_check(session, org, counts.get(WILL_INVITE, 0), plan.now))
+
+
+@dataclass
+class ImportResult:
+    counts: Counter = field(default_factory=Counter)
+    stopped: str | None = None
+
+    def add(self, rows: Sequence[PlannedRow]) -> None:
+        self.counts.update(r.verdict for r in rows)
+
+
+def import_batch(
+    session: Session,
+    org: Organization,
+    rows: Sequence[PlannedRow],
+    *,
+    actor: Actor,
+    source: str,
+    now: datetime,
+    event_data: dict[str, Any] | None = None,
+) -> None:
+    """Create the invitations of one batch in the caller's transaction; set each outcome.
+
+    Raises QuotaExceeded (nothing written) when the batch does not fit the quota.
+    """
+    candidates = [r for r in rows if r.checked is not None]
+    outcome = create_checked_invitations(
+        session,
+        org,
+        [r.checked for r in candidates],  # type: ignore[misc]
+        actor=actor,
+        source=source,
+        now=now,
+        event_data=event_data,
+    )
+    for created in outcome.created:
+        candidates[created.index].verdict = INVITED
+    for index in outcome.already_invited:
+        row = candidates[index]
+        row.verdict, row.detail = ALREADY_INVITED, f"{row.email} already has a pending invitation"
+    for index in outcome.already_member:
+        row = candidates[index]
+        row.verdict, row.detail = ALREADY_MEMBER, f"{row.email} is already a member of {org.name}"
+
+
+def mark_over_quota(rows: Sequence[PlannedRow], message: str) -> None:
+    for row in rows:
+        if row.checked is not None:
+            row.verdict, row.detail = OVER_QUOTA, message
+
+
+def is_retryable(exc: DBAPIError) -> bool:
+    """A deadlock or serialization failure: the batch's transaction can simply run again."""
+    return getattr(exc.orig, "sqlstate", None) in RETRYABLE_SQLSTATES
+
+
+def import_batch_committed(
+    session: Session,
+    org: Organization,
+    rows: Sequence[PlannedRow],
+    *,
+    actor: Actor,
+    source: str,
+    now: datetime,
+    event_data: dict[str, Any] | None = None,
+    attempts: int = 3,
+) -> str | None:
+    """``import_batch`` then commit; retried on a deadlock. Returns a quota message if the
+    batch did not fit (its rows are marked over the quota, nothing written)."""
+    for attempt in range(1, attempts + 1):
+        try:
+            import_batch(
+                session, org, rows, actor=actor, source=source, now=now, event_data=event_data
+            )
+            session.commit()
+            return None
+        except QuotaExceeded as exc:
+            session.rollback()
+            mark_over_quota(rows, str(exc))
+            return str(exc)
+        except DBAPIError as exc:
+            session.rollback()
+            if attempt == attempts or not is_retryable(exc):
+                raise
+            log.warning("import.batch_retry attempt=%d reason=%s", attempt, exc.orig)
+            for row in rows:
+                if row.checked is not None:
+                    row.verdict, row.detail = WILL_INVITE, ""
+    return None
+
+
+def run_import(
+    session: Session,
+    org: Organization,
+    plan: ImportPlan,
+    *,
+    actor: Actor,
+    source: str,
+    batch_size: int = BATCH_SIZE,
+    progress: Callable[[int, int], None] | None = None,
+    event_data: dict[str, Any] | None = None,
+) -> ImportResult:
+    """Import every valid row of the plan, one committed transaction per batch.
+
+    Stops at the first batch that would pass the quota; that batch and the rest are
+    reported as over the quota. ``progress(done, total)`` follows the valid rows.
+    """
+    valid = plan.valid_rows()
+    result = ImportResult()
+    done = 0
+    for chunk in _chunks(valid, batch_size):
+        if result.stopped:
+            mark_over_quota(chunk, result.stopped)
+        else:
+            result.stopped = import_batch_committed(
+                session,
+                org,
+                chunk,
+                actor=actor,
+                source=source,
+                now=plan.now,
+                event_data=event_data,
+            )
+        done += len(chunk)
+        if progress:
+            progress(done, len(valid))
+    result.add(plan.rows)
+    return result
