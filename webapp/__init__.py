@@ -129,6 +129,7 @@ def register_blueprints(app: Flask) -> None:
     from webapp.web.dashboard.activity import blueprint as activity_blueprint
     from webapp.web.dashboard.admin import blueprint as admin_blueprint
     from webapp.web.dashboard.auth import blueprint as auth_blueprint
+    from webapp.web.dashboard.imports import blueprint as imports_blueprint
     from webapp.web.dashboard.invitations import blueprint as invitations_blueprint
     from webapp.web.dashboard.members import blueprint as members_blueprint
     from webapp.web.dashboard.overview import blueprint as overview_blueprint
@@ -144,6 +145,7 @@ def register_blueprints(app: Flask) -> None:
         home_blueprint,
         auth_blueprint,
         invitations_blueprint,
+        imports_blueprint,
         overview_blueprint,
         members_blueprint,
         activity_blueprint,

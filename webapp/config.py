@@ -50,6 +50,13 @@ SETTINGS: dict[str, tuple[Any, Any]] = {
     "ACCEPT_RATE_LIMIT_PER_IP": ("60/minute", None),
     "ACCEPT_RATE_LIMIT_PER_TOKEN": ("20/minute", None),
     "LOGIN_RATE_LIMIT": ("10/minute", None),
+    # CSV import: caps on one file, what runs inside the upload request, concurrency.
+    "IMPORT_MAX_ROWS": (100_000, _as_int),
+    "IMPORT_MAX_BYTES": (10 * 1024 * 1024, _as_int),
+    "IMPORT_MAX_CELL_CHARS": (10_000, _as_int),
+    "IMPORT_INLINE_MAX_ROWS": (2_000, _as_int),
+    "IMPORT_MAX_ACTIVE_PER_ORG": (3, _as_int),
+    "IMPORT_BATCH_ROWS": (2_000, _as_int),
 }
 
 ENUMS = {

@@ -13,6 +13,7 @@ from flask.cli import pass_script_info
 from webapp.cli.support import InputError
 from webapp.delivery.worker import DeliveryWorker
 from webapp.delivery.worker import WorkerSettings
+from webapp.services.importing.jobs import drain as drain_imports
 
 
 @click.command("worker")
@@ -42,7 +43,7 @@ def worker_command(
         ),
     )
     if once:
-        handled = worker.maybe_sweep()
+        handled = worker.maybe_sweep() + drain_imports(app, worker.worker_id)
         while True:
             count = worker.run_once()
             handled += count

@@ -25,6 +25,7 @@ from webapp.delivery.transports import Transport
 from webapp.delivery.transports import transport_from_config
 from webapp.extensions import db
 from webapp.services.expiry import expire_due_invitations
+from webapp.services.importing.jobs import run_import_round
 from webapp.services.outbox import claim_batch
 from webapp.services.outbox import claimed_rows
 from webapp.services.outbox import record_failure
@@ -86,7 +87,8 @@ class DeliveryWorker:
             while not self.stop_event.is_set():
                 try:
                     self.maybe_sweep()
-                    handled = self.run_once()
+                    # CSV import jobs run here too, in time-boxed rounds between deliveries.
+                    handled = self.run_once() + run_import_round(self.app, self.worker_id)
                     failures = 0
                 except Exception:  # noqa: BLE001 - logged, then retried after a pause
                     failures += 1

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from flask_wtf import FlaskForm
+from flask_wtf.file import FileField
 from wtforms import BooleanField
 from wtforms import EmailField
 from wtforms import PasswordField
@@ -121,3 +122,26 @@ class OrganizationForm(FlaskForm):
         description="Optional: lower-case letters, digits, hyphens (made from the name if empty).",
     )
     make_admin = BooleanField("Make me an admin member of the new organization", default=False)
+
+
+class ImportDefaultsForm(FlaskForm):
+    """What rows of a CSV import that leave a field empty get."""
+
+    role = SelectField("Default role")
+    expires_in = SelectField("Default expiry", choices=EXPIRY_CHOICES, default="")
+    redirect_url = URLField(
+        "Default redirect after accepting",
+        validators=[Optional(), Length(max=2048)],
+        description="Optional; must be on the organization's allowed origins.",
+    )
+
+
+class ImportForm(ImportDefaultsForm):
+    """Upload a CSV file or paste addresses (or CSV text) to invite many people."""
+
+    file = FileField("CSV file", description="UTF-8 CSV, comma, semicolon or tab separated.")
+    text = TextAreaField(
+        "Or paste addresses or CSV text",
+        description="One address per line, or separated by commas or spaces; or CSV with "
+        "a header row.",
+    )
