@@ -1,11 +1,14 @@
-"""``orginvites invitations …``: create, list, get, revoke, delete, resend, expire."""
+"""``orginvites invitations …``: create, list, get, revoke, delete, resend, expire, import."""
 
 from __future__ import annotations
 
+import sys
 from datetime import timedelta
+from pathlib import Path
 from typing import Any
 
 import click
+from flask import current_app
 
 from webapp.cli.support import CommandGroup
 from webapp.cli.support import InputError
@@ -19,7 +22,19 @@ from webapp.clock import utcnow
 from webapp.extensions import db
 from webapp.models import Invitation
 from webapp.services.actors import SYSTEM
+from webapp.services.errors import QuotaExceeded
 from webapp.services.expiry import expire_due_invitations
+from webapp.services.importing.jobs import check_defaults
+from webapp.services.importing.parsing import CsvFileError
+from webapp.services.importing.parsing import ImportLimits
+from webapp.services.importing.parsing import parse_csv
+from webapp.services.importing.planning import VERDICTS
+from webapp.services.importing.planning import ImportDefaults
+from webapp.services.importing.planning import plan_import
+from webapp.services.importing.planning import preview_import
+from webapp.services.importing.planning import run_import
+from webapp.services.importing.planning import verdict_label
+from webapp.services.importing.report import error_report
 from webapp.services.invitation_listing import ORDERINGS
 from webapp.services.invitation_listing import InvitationQuery
 from webapp.services.invitation_listing import list_invitations
@@ -280,3 +295,123 @@ def expire_command(batch_size):
         if count < batch_size:
             break
     click.echo(f"Expired {total} invitation{'s' if total != 1 else ''}.")
+
+
+@invitations_group.command("import")
+@org_option
+@click.argument("csv_file", metavar="FILE.csv", type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--dry-run", is_flag=True, help="Check every row and print the preview only.")
+@click.option("--role", help="Role for rows without one (default: the organization's).")
+@click.option("--expires-in-days", type=click.IntRange(1, 30), help="For rows without one.")
+@click.option("--redirect-url", help="For rows without one (must be allowed).")
+@click.option("--no-notify", is_flag=True, help="Create the invitations without emails.")
+@click.option(
+    "--report",
+    "report_path",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Write the rows to fix (as uploaded, plus an error column) to this CSV file.",
+)
+@json_option
+def import_command(
+    org_ref,
+    csv_file,
+    dry_run,
+    role,
+    expires_in_days,
+    redirect_url,
+    no_notify,
+    report_path,
+    as_json,
+):
+    """Invite everyone in a CSV file (the dashboard's importer): check, then import."""
+    org = load_org(org_ref)
+    limits = ImportLimits.from_config(current_app.config)
+    try:
+        size = csv_file.stat().st_size
+    except OSError as exc:
+        raise InputError(f"{csv_file}: {exc.strerror or exc}") from None
+    if size > limits.max_bytes:
+        raise InputError(
+            f"{csv_file}: the file is {size / (1024 * 1024):.1f} MiB; the limit is "
+            f"{limits.max_bytes / (1024 * 1024):.0f} MiB. Split it into smaller files."
+        )
+    try:
+        parsed = parse_csv(csv_file.read_bytes(), limits)
+    except CsvFileError as error:
+        raise InputError(f"{csv_file}: {error}") from None
+    defaults = ImportDefaults(
+        role=role,
+        expires_in=timedelta(days=expires_in_days) if expires_in_days else None,
+        redirect_url=redirect_url,
+        notify=not no_notify,
+    )
+    check_defaults(db.session, org, defaults)
+    plan = plan_import(db.session, org, parsed, defaults)
+    preview = preview_import(db.session, org, plan)
+    db.session.rollback()  # the preview only read
+    if not as_json:
+        totals = ", ".join(f"{n:,} {VERDICTS[code]}" for code, n in preview.counts.items())
+        click.echo(f"Checked {len(plan.rows):,} rows of {csv_file.name}: {totals}.")
+    if dry_run:
+        _finish_import_output(plan, preview.counts, report_path, as_json, dry_run=True)
+        if preview.quota.message:
+            click.echo(preview.quota.message, err=True)
+        return
+    if preview.quota.message:
+        raise QuotaExceeded(preview.quota.message)
+    valid = len(plan.valid_rows())
+    label = f"Importing {valid:,} row{'s' if valid != 1 else ''}"
+    with click.progressbar(length=valid, label=label, file=sys.stderr) as bar:
+        result = run_import(
+            db.session,
+            org,
+            plan,
+            actor=SYSTEM,
+            source="import",
+            progress=lambda done, _total: bar.update(done - bar.pos),
+            event_data={"import_file": csv_file.name[:255]},
+        )
+    if result.stopped:
+        click.echo(f"Stopped: {result.stopped}", err=True)
+    failed = _finish_import_output(plan, dict(result.counts), report_path, as_json, dry_run=False)
+    if failed:
+        raise click.exceptions.Exit(1)
+
+
+def _finish_import_output(plan, counts, report_path, as_json: bool, *, dry_run: bool) -> int:
+    """Print the outcome and problem rows (or JSON), write the report; return failed rows."""
+    failures = list(plan.failures())
+    if report_path and failures:
+        report_path.write_bytes(error_report(plan))
+    if as_json:
+        print_json(
+            {
+                "dry_run": dry_run,
+                "counts": counts,
+                "failed": [
+                    {
+                        "row": r.source.number,
+                        "email": r.email,
+                        "reason": r.verdict,
+                        "message": r.detail,
+                    }
+                    for r in failures
+                ],
+                "report": str(report_path) if report_path and failures else None,
+            }
+        )
+        return len(failures)
+    if not dry_run:
+        totals = ", ".join(f"{n:,} {verdict_label(code)}" for code, n in counts.items())
+        click.echo(f"Done: {totals}.")
+    if failures:
+        click.echo(f"{len(failures):,} row{'s' if len(failures) != 1 else ''} to fix:")
+        for row in failures[:20]:
+            click.echo(f"  row {row.source.number:>6}  {row.email}  {row.label}: {row.detail}")
+        if len(failures) > 20:
+            click.echo(f"  … and {len(failures) - 20:,} more")
+        if report_path:
+            click.echo(f"Wrote them to {report_path} (fix and import it as it is).")
+        else:
+            click.echo("Add --report FILE.csv to write them to a file you can fix and import.")
+    return len(failures)

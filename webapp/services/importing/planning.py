@@ -138,7 +138,9 @@ class ImportPlan:
 
     def counts(self) -> dict[str, int]:
         counts = Counter(r.verdict for r in self.rows)
-        return {code: counts[code] for code in (*OUTCOMES, *VERDICTS) if counts[code]}
+        return {
+            code: counts[code] for code in dict.fromkeys((*VERDICTS, *OUTCOMES)) if counts[code]
+        }
 
     def valid_rows(self) -> list[PlannedRow]:
         return [r for r in self.rows if r.checked is not None]
