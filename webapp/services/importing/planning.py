@@ -76,6 +76,8 @@ VERDICTS = {
 # What an import did with each row.
 OUTCOMES = {INVITED: "invited", **{k: v for k, v in VERDICTS.items() if k != WILL_INVITE}}
 OUTCOMES[OVER_QUOTA] = "over the quota"
+# Totals are listed in this order: what happens, then what is skipped, then what failed.
+COUNT_ORDER = tuple(dict.fromkeys((WILL_INVITE, INVITED, *VERDICTS, *OUTCOMES)))
 SKIPPED = (DUPLICATE, ALREADY_INVITED, ALREADY_MEMBER)
 FAILED = (
     INVALID_EMAIL,
@@ -138,9 +140,7 @@ class ImportPlan:
 
     def counts(self) -> dict[str, int]:
         counts = Counter(r.verdict for r in self.rows)
-        return {
-            code: counts[code] for code in dict.fromkeys((*VERDICTS, *OUTCOMES)) if counts[code]
-        }
+        return {code: counts[code] for code in COUNT_ORDER if counts[code]}
 
     def valid_rows(self) -> list[PlannedRow]:
         return [r for r in self.rows if r.checked is not None]
