@@ -373,7 +373,7 @@ def import_command(
         )
     if result.stopped:
         click.echo(f"Stopped: {result.stopped}", err=True)
-    failed = _finish_import_output(plan, dict(result.counts), report_path, as_json, dry_run=False)
+    failed = _finish_import_output(plan, result.totals(), report_path, as_json, dry_run=False)
     if failed:
         raise click.exceptions.Exit(1)
 

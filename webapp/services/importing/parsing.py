@@ -371,7 +371,8 @@ def parse_csv(data: bytes, limits: ImportLimits | None = None) -> ParsedFile:
         raise CsvFileError(
             f"the row cannot be read as CSV ({exc}); is a quote left open?", row=number + 1
         ) from None
-    assert parsed is not None  # the text is not blank, so some record has a cell
+    if parsed is None:  # only quotes and separators
+        raise CsvFileError("the file has no rows to import: every cell is empty")
     if not parsed.rows:
         raise CsvFileError("there are no rows after the header", row=number)
     return parsed
@@ -393,7 +394,7 @@ def _start(record: list[str], number: int, delimiter: str, limits: ImportLimits)
     filled = [c for c in cells if c]
     if all(_looks_like_address(c) for c in filled):
         return ParsedFile(delimiter, False, [Column(0, "email", "email")], [])
-    if len(filled) == 1 and len(cells) == 1:
+    if len(filled) == 1 and len(cells) == 1 and any(c.isalpha() for c in cells[0]):
         # One column whose first cell is not an address: its header, whatever its name.
         return ParsedFile(delimiter, True, [Column(0, cells[0], "email")], [])
     names = ", ".join(repr(c) for c in filled[:6])

@@ -450,6 +450,10 @@ class ImportResult:
     def add(self, rows: Sequence[PlannedRow]) -> None:
         self.counts.update(r.verdict for r in rows)
 
+    def totals(self) -> dict[str, int]:
+        """``{outcome: rows}`` in the listing order (invited first)."""
+        return {code: self.counts[code] for code in COUNT_ORDER if self.counts[code]}
+
 
 def import_batch(
     session: Session,
