@@ -51,6 +51,7 @@ from webapp.services.errors import ValidationFailed
 from webapp.services.importing.parsing import CsvFileError
 from webapp.services.importing.parsing import ImportLimits
 from webapp.services.importing.parsing import ParsedFile
+from webapp.services.importing.parsing import format_size
 from webapp.services.importing.parsing import parse_csv
 from webapp.services.importing.planning import BATCH_SIZE
 from webapp.services.importing.planning import FAILED
@@ -148,8 +149,8 @@ def create_job(
     limits = limits or ImportLimits.from_config(current_app.config)
     if len(data) > limits.max_bytes:
         raise CsvFileError(
-            f"the file is {len(data) / (1024 * 1024):.1f} MiB; the limit is "
-            f"{limits.max_bytes / (1024 * 1024):.0f} MiB. Split it into smaller files."
+            f"the file is {format_size(len(data))}; the limit is "
+            f"{format_size(limits.max_bytes)}. Split it into smaller files."
         )
     check_defaults(session, org, defaults)
     _throttle(session, org)

@@ -184,7 +184,8 @@ def unguard(cell: str) -> str:
     return cell
 
 
-def _size(count: int) -> str:
+def format_size(count: int) -> str:
+    """``10.0 MiB``, ``300 KiB``, ``12 bytes``."""
     if count >= MiB:
         return f"{count / MiB:.1f} MiB"
     if count >= 1024:
@@ -222,7 +223,7 @@ def decode(data: bytes, limits: ImportLimits) -> str:
     """UTF-8 text without a BOM, or CsvFileError saying where the bytes went wrong."""
     if len(data) > limits.max_bytes:
         raise CsvFileError(
-            f"the file is {_size(len(data))}; the limit is {_size(limits.max_bytes)}. "
+            f"the file is {format_size(len(data))}; the limit is {format_size(limits.max_bytes)}. "
             "Split it into smaller files."
         )
     _refuse_binary(data)

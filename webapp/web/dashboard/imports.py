@@ -42,6 +42,7 @@ from webapp.services.importing.jobs import recent_jobs
 from webapp.services.importing.jobs import recheck_job
 from webapp.services.importing.jobs import run_job_now
 from webapp.services.importing.parsing import ImportLimits
+from webapp.services.importing.parsing import format_size
 from webapp.services.importing.planning import FAILED
 from webapp.services.importing.planning import OUTCOMES
 from webapp.services.importing.planning import SKIPPED
@@ -139,7 +140,7 @@ def new(org: Organization):
     except RequestEntityTooLarge:
         form = _with_org_choices(ImportForm(formdata=None), org)
         form.form_errors.append(
-            f"The upload is larger than {limits.max_bytes // (1024 * 1024)} MiB. "
+            f"The upload is larger than {format_size(limits.max_bytes)}. "
             "Split the file into smaller ones."
         )
         return _render_new(org, form, 413)
@@ -219,7 +220,7 @@ def _context(org: Organization, job: ImportJob, **extra) -> dict:
             form.expires_in.data = str(job.default_expires_in_seconds or "")
             form.redirect_url.data = defaults.redirect_url or ""
             context["defaults_form"] = _with_org_choices(form, org)
-    context.update(extra)
+    context.update({k: v for k, v in extra.items() if v is not None})
     return context
 
 
