@@ -27,6 +27,7 @@ from webapp.services.expiry import expire_due_invitations
 from webapp.services.importing.jobs import check_defaults
 from webapp.services.importing.parsing import CsvFileError
 from webapp.services.importing.parsing import ImportLimits
+from webapp.services.importing.parsing import format_size
 from webapp.services.importing.parsing import parse_csv
 from webapp.services.importing.planning import VERDICTS
 from webapp.services.importing.planning import ImportDefaults
@@ -332,8 +333,8 @@ def import_command(
         raise InputError(f"{csv_file}: {exc.strerror or exc}") from None
     if size > limits.max_bytes:
         raise InputError(
-            f"{csv_file}: the file is {size / (1024 * 1024):.1f} MiB; the limit is "
-            f"{limits.max_bytes / (1024 * 1024):.0f} MiB. Split it into smaller files."
+            f"{csv_file}: the file is {format_size(size)}; the limit is "
+            f"{format_size(limits.max_bytes)}. Split it into smaller files."
         )
     try:
         parsed = parse_csv(csv_file.read_bytes(), limits)
