@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import csv
 import io
+import threading
 from datetime import timedelta
 
 import pytest
@@ -588,15 +589,17 @@ def test_a_job_that_keeps_failing_is_marked_failed(app, acme, monkeypatch):
 
 
 def test_the_delivery_worker_runs_import_jobs(app, acme):
+    from webapp.delivery.worker import DeliveryWorker
     from webapp.delivery.worker import WorkerSettings
-    from webapp.delivery.worker import start_background_worker
 
     def sent() -> int:
         with app.app_context():
             return count(db.session, OutboxMessage, OutboxMessage.status == "sent")
 
     job_id = new_job(app, BIG)
-    worker = start_background_worker(app, settings=WorkerSettings(poll_interval=0.05))
+    worker = DeliveryWorker(app, settings=WorkerSettings(poll_interval=0.05))
+    thread = threading.Thread(target=worker.run, daemon=True)
+    thread.start()
     try:
         deadline = utcnow() + timedelta(seconds=30)
         while job_state(app, job_id).status != "ready":
@@ -609,6 +612,7 @@ def test_the_delivery_worker_runs_import_jobs(app, acme):
             assert utcnow() < deadline
     finally:
         worker.stop()
+        thread.join(10)
     with app.app_context():
         assert count(db.session, Invitation) == 25
 

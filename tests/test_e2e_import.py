@@ -9,6 +9,7 @@ from __future__ import annotations
 import csv
 import io
 import re
+import threading
 
 import pytest
 from sqlalchemy import func
@@ -24,8 +25,8 @@ from tests.live import app_for_browser
 from tests.live import chromium
 from tests.live import free_port
 from tests.live import serve
+from webapp.delivery.worker import DeliveryWorker
 from webapp.delivery.worker import WorkerSettings
-from webapp.delivery.worker import start_background_worker
 from webapp.extensions import db
 from webapp.models import Invitation
 from webapp.services.importing import jobs
@@ -70,85 +71,100 @@ def server(make_app):
     jobs._prepared.clear()
 
 
-def worker_for(app):
-    return start_background_worker(app, settings=WorkerSettings(poll_interval=0.1))
+class Worker:
+    """The delivery worker in a thread, as ``orginvites run`` starts it; joined on stop."""
+
+    def __init__(self, app) -> None:
+        self.worker = DeliveryWorker(app, settings=WorkerSettings(poll_interval=0.1))
+        self.thread = threading.Thread(target=self.worker.run, daemon=True)
+        self.thread.start()
+
+    def stop(self) -> None:
+        self.worker.stop()
+        self.thread.join(10)
+
+
+def worker_for(app) -> Worker:
+    return Worker(app)
 
 
 def test_an_admin_imports_a_csv_in_the_browser(server, tmp_path):
     app, base = server
     problems = Problems()
     workers = []
-    with chromium() as browser:
-        context = browser.new_context(
-            viewport={"width": 1280, "height": 900}, accept_downloads=True
-        )
-        page = context.new_page()
-        problems.watch(page)
-        page.goto(f"{base}/login")
-        page.get_by_label("Email").fill("ada@example.com")
-        page.get_by_label("Password").fill(PASSWORD)
-        page.get_by_role("button", name="Sign in").click()
-        page.wait_for_url(f"{base}/orgs/acme/invitations", wait_until="commit")
+    try:
+        with chromium() as browser:
+            context = browser.new_context(
+                viewport={"width": 1280, "height": 900}, accept_downloads=True
+            )
+            page = context.new_page()
+            problems.watch(page)
+            page.goto(f"{base}/login")
+            page.get_by_label("Email").fill("ada@example.com")
+            page.get_by_label("Password").fill(PASSWORD)
+            page.get_by_role("button", name="Sign in").click()
+            page.wait_for_url(f"{base}/orgs/acme/invitations", wait_until="commit")
 
-        page.get_by_role("link", name="Import from CSV").click()
-        page.wait_for_url(f"{base}/orgs/acme/invitations/import")
-        assert serious_accessibility_violations(page) == []
-        # Drag and drop the file onto the drop zone (static/js/import-upload.js).
-        page.evaluate(DROP_FILE, [CSV_TEXT])
-        page.get_by_text("Selected: people.csv").wait_for()
-        screenshots(browser, page, "import-upload")
-        page.get_by_role("button", name="Check the rows").click()
-        page.wait_for_url(re.compile(r"/import/imp_\w+$"))
-        job_url = page.url
+            page.get_by_role("link", name="Import from CSV").click()
+            page.wait_for_url(f"{base}/orgs/acme/invitations/import")
+            assert serious_accessibility_violations(page) == []
+            # Drag and drop the file onto the drop zone (static/js/import-upload.js).
+            page.evaluate(DROP_FILE, [CSV_TEXT])
+            page.get_by_text("Selected: people.csv").wait_for()
+            screenshots(browser, page, "import-upload")
+            page.get_by_role("button", name="Check the rows").click()
+            page.wait_for_url(re.compile(r"/import/imp_\w+$"))
+            job_url = page.url
 
-        # No worker yet: the job waits; a reload shows the same state.
-        page.locator("[data-status=checking]").wait_for()
-        page.reload()
-        page.locator("[data-status=checking]").wait_for()
-        workers.append(worker_for(app))
-        # The panel polls itself and turns into the preview.
-        page.get_by_role("heading", name="Preview").wait_for(timeout=15000)
-        workers.pop().stop()
-        assert page.url == job_url
-        verdicts = page.get_by_role("navigation", name="Rows by verdict")
-        assert "Will invite 40" in verdicts.inner_text().replace("\n", " ")
-        for label in ("Invalid email 1", "Duplicate in this file 1", "Unknown role 1"):
-            assert label in verdicts.inner_text().replace("\n", " ")
-        assert page.locator("table.import-rows tbody tr").count() == 43
-        verdicts.get_by_role("link", name=re.compile(r"^Invalid email")).click()
-        page.wait_for_url(re.compile(r"verdict=invalid_email"))
-        page.locator("table.import-rows tbody tr").first.wait_for()
-        rows = page.locator("table.import-rows tbody tr")
-        assert rows.count() == 1 and "not-an-address" in rows.inner_text()
-        assert serious_accessibility_violations(page) == []
-        screenshots(browser, page, "import-preview")
+            # No worker yet: the job waits; a reload shows the same state.
+            page.locator("[data-status=checking]").wait_for()
+            page.reload()
+            page.locator("[data-status=checking]").wait_for()
+            workers.append(worker_for(app))
+            # The panel polls itself and turns into the preview.
+            page.get_by_role("heading", name="Preview").wait_for(timeout=15000)
+            workers.pop().stop()
+            assert page.url == job_url
+            verdicts = page.get_by_role("navigation", name="Rows by verdict")
+            assert "Will invite 40" in verdicts.inner_text().replace("\n", " ")
+            for label in ("Invalid email 1", "Duplicate in this file 1", "Unknown role 1"):
+                assert label in verdicts.inner_text().replace("\n", " ")
+            assert page.locator("table.import-rows tbody tr").count() == 43
+            verdicts.get_by_role("link", name=re.compile(r"^Invalid email")).click()
+            page.wait_for_url(re.compile(r"verdict=invalid_email"))
+            page.locator("table.import-rows tbody tr").first.wait_for()
+            rows = page.locator("table.import-rows tbody tr")
+            assert rows.count() == 1 and "not-an-address" in rows.inner_text()
+            assert serious_accessibility_violations(page) == []
+            screenshots(browser, page, "import-preview")
 
-        page.get_by_role("button", name="Invite 40 people").click()
-        page.wait_for_url(job_url)
-        page.locator("[data-status=importing]").wait_for()
-        bar = page.locator("progress#import-progress-bar")
-        assert bar.get_attribute("value") == "0"
-        page.reload()  # the progress bar survives a reload
-        page.locator("[data-status=importing]").wait_for()
-        workers.append(worker_for(app))
-        page.locator("progress#import-progress-bar[value='100']").wait_for(timeout=20000)
-        assert page.locator("[data-percent]").inner_text() == "100 %"
-        page.locator("[data-status=done]").wait_for()
-        assert page.locator("[data-count=invited]").inner_text() == "40"
-        assert page.locator("[data-count=skipped]").inner_text() == "1"
-        assert page.locator("[data-count=failed]").inner_text() == "2"
-        screenshots(browser, page, "import-done")
+            page.get_by_role("button", name="Invite 40 people").click()
+            page.wait_for_url(job_url)
+            page.locator("[data-status=importing]").wait_for()
+            bar = page.locator("progress#import-progress-bar")
+            assert bar.get_attribute("value") == "0"
+            page.reload()  # the progress bar survives a reload
+            page.locator("[data-status=importing]").wait_for()
+            workers.append(worker_for(app))
+            page.locator("progress#import-progress-bar[value='100']").wait_for(timeout=20000)
+            assert page.locator("[data-percent]").inner_text() == "100 %"
+            page.locator("[data-status=done]").wait_for()
+            assert page.locator("[data-count=invited]").inner_text() == "40"
+            assert page.locator("[data-count=skipped]").inner_text() == "1"
+            assert page.locator("[data-count=failed]").inner_text() == "2"
+            screenshots(browser, page, "import-done")
 
-        with page.expect_download() as download_info:
-            page.get_by_role("link", name="Download the error report (CSV)").click()
-        download = download_info.value
-        assert download.suggested_filename.startswith("acme-import-errors-imp_")
-        saved = tmp_path / "report.csv"
-        download.save_as(saved)
-        problems.assert_clean()
-        context.close()
-    for worker in workers:
-        worker.stop()
+            with page.expect_download() as download_info:
+                page.get_by_role("link", name="Download the error report (CSV)").click()
+            download = download_info.value
+            assert download.suggested_filename.startswith("acme-import-errors-imp_")
+            saved = tmp_path / "report.csv"
+            download.save_as(saved)
+            problems.assert_clean()
+            context.close()
+    finally:
+        for worker in workers:
+            worker.stop()
 
     rows = list(csv.reader(io.StringIO(saved.read_text("utf-8-sig")), delimiter=";"))
     assert rows[0] == ["Email", "Role", "public_metadata.team", "error"]

@@ -57,8 +57,9 @@ _CASE_INSENSITIVE_LOCAL_PARTS = frozenset(CASE_INSENSITIVE_MAILBOX_NAMES)
 
 
 @functools.lru_cache(maxsize=4096)
-def _checked_domain(domain: str) -> tuple[str, str] | None:
-    """``(domain, ascii_domain)`` as email-validator normalizes them, or None if refused.
+def _checked_domain(domain: str) -> tuple[str, int, int] | None:
+    """The domain as email-validator normalizes it, with the UTF-8 length of that and of
+    its ASCII (IDNA) form; None if refused.
 
     The domain is validated on its own (behind a one-letter local part): its checks do
     not depend on the local part, and they are most of email-validator's cost.
@@ -67,7 +68,7 @@ def _checked_domain(domain: str) -> tuple[str, str] | None:
         info = validate_email(f"a@{domain}", check_deliverability=False)
     except EmailNotValidError:
         return None
-    return info.domain, info.ascii_domain
+    return info.domain, len(info.domain.encode("utf-8")), len(info.ascii_domain)
 
 
 def _plain_address(candidate: str) -> str | None:
@@ -87,12 +88,12 @@ def _plain_address(candidate: str) -> str | None:
     checked = _checked_domain(domain)
     if checked is None:
         return None
-    unicode_domain, ascii_domain = checked
-    normalized = f"{local}@{unicode_domain}"
-    for form in (candidate, normalized, f"{local}@{ascii_domain}"):
-        if len(form.encode("utf-8")) > MAX_EMAIL_LENGTH:
-            return None
-    return normalized
+    unicode_domain, unicode_bytes, ascii_length = checked
+    # UTF-8 lengths of the three forms email-validator checks: as given (ASCII here),
+    # normalized, and with the IDNA (ASCII) domain.
+    if max(len(candidate), len(local) + 1 + max(unicode_bytes, ascii_length)) > MAX_EMAIL_LENGTH:
+        return None
+    return f"{local}@{unicode_domain}"
 
 
 def email_key(value: str) -> str:
@@ -196,16 +197,36 @@ def check_metadata(value: object, field: str, max_bytes: int) -> dict[str, Any] 
         return {}
     if not isinstance(value, dict):
         return FieldError(field, "invalid_metadata", f"{field} must be a JSON object")
+    if _surely_fits(value, max_bytes):
+        return value
     try:
         encoded = json.dumps(value, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
-    except (TypeError, ValueError):
+        size = len(encoded.encode("utf-8"))
+    except (TypeError, ValueError):  # UnicodeEncodeError (a lone surrogate) is a ValueError
         return FieldError(field, "invalid_metadata", f"{field} must contain only JSON values")
-    size = len(encoded.encode("utf-8"))
     if size > max_bytes:
         return FieldError(
             field, "metadata_too_large", f"{field} is {size} bytes; the limit is {max_bytes}"
         )
     return value
+
+
+def _surely_fits(value: dict[Any, Any], max_bytes: int) -> bool:
+    """A flat object of strings whose JSON cannot exceed ``max_bytes`` (no encoding needed).
+
+    Each character takes at most 6 bytes in JSON (``\\uXXXX``), plus quotes, colon and
+    comma: a bound, so bulk imports skip ``json.dumps`` for typical small metadata.
+    """
+    budget = max_bytes - 2
+    for key, item in value.items():
+        if type(key) is not str or type(item) is not str:
+            return False
+        if not (key + item).isascii() and not (key + item).isprintable():
+            return False  # lone surrogates and the like: let json.dumps judge them
+        budget -= 6 * (len(key) + len(item)) + 6
+        if budget < 0:
+            return False
+    return True
 
 
 def clean_text(

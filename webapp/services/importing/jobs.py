@@ -480,7 +480,8 @@ def _import_step(
         session.rollback()
         token = sqlite_reads_only.set(True)  # planning only reads: no SQLite write lock
         try:
-            plan = plan_import(session, org, parsed, defaults_of(job))
+            # Resumable: the rows to import (and their order) depend on the file alone.
+            plan = plan_import(session, org, parsed, defaults_of(job), look_up=False)
             session.rollback()
         finally:
             sqlite_reads_only.reset(token)

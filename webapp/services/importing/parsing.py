@@ -420,23 +420,25 @@ def _cell(raw: str, number: int, index: int, limits: ImportLimits, name: str | N
 
 
 def _add_row(parsed: ParsedFile, record: list[str], number: int, limits: ImportLimits) -> None:
+    if max(map(len, record)) > limits.max_cell_chars:
+        for index, raw in enumerate(record):
+            name = parsed.columns[index].name if index < len(parsed.columns) else None
+            _cell(raw, number, index, limits, name if parsed.has_header else None)
     if parsed.has_header:
         width = len(parsed.columns)
-        cells = tuple(
-            _cell(raw, number, i, limits, parsed.columns[i].name)
-            for i, raw in enumerate(record[:width])
-        )
-        if len(record) > width and any(c.strip() for c in record[width:]):
-            if len(parsed.warnings) < 5:
-                parsed.warnings.append(
-                    f"row {number:,} has cells beyond the last named column; they were ignored"
-                )
-            for i in range(width, len(record)):
-                _cell(record[i], number, i, limits, None)
-        _append(parsed, SourceRow(number, 0, cells), limits)
+        cells = [raw.strip() for raw in record[:width]]
+        for index, cell in enumerate(cells):
+            if cell[:1] == "'":
+                cells[index] = unguard(cell)
+        extra = len(record) > width and any(c.strip() for c in record[width:])
+        if extra and len(parsed.warnings) < 5:
+            parsed.warnings.append(
+                f"row {number:,} has cells beyond the last named column; they were ignored"
+            )
+        _append(parsed, SourceRow(number, 0, tuple(cells)), limits)
         return
     for index, raw in enumerate(record):
-        cell = _cell(raw, number, index, limits, None)
+        cell = unguard(raw.strip())
         for token in _ADDRESS_SEPARATORS.split(cell):
             if token:
                 if token.startswith("<") and token.endswith(">"):

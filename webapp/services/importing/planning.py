@@ -21,6 +21,7 @@ from datetime import datetime
 from datetime import timedelta
 from typing import Any
 
+from sqlalchemy import func
 from sqlalchemy import select
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session
@@ -28,8 +29,10 @@ from sqlalchemy.orm import Session
 from webapp.clock import utcnow
 from webapp.models import Invitation
 from webapp.models import InvitationStatus
+from webapp.models import Membership
 from webapp.models import Organization
 from webapp.models import Project
+from webapp.models import User
 from webapp.services.actors import Actor
 from webapp.services.counters import status_totals
 from webapp.services.errors import FieldError
@@ -42,6 +45,7 @@ from webapp.services.invitations import InvitationChecker
 from webapp.services.invitations import InvitationRequest
 from webapp.services.invitations import check_quota
 from webapp.services.invitations import create_checked_invitations
+from webapp.services.invitations import is_pending_by_address
 from webapp.services.invitations import member_keys
 from webapp.services.validation import normalize_email
 
@@ -125,6 +129,7 @@ class PlannedRow:
     verdict: str
     detail: str = ""
     checked: CheckedRequest | None = None
+    key: str = ""
 
     @property
     def label(self) -> str:
@@ -315,41 +320,68 @@ def plan_import(
     defaults: ImportDefaults,
     *,
     now: datetime | None = None,
+    look_up: bool = True,
 ) -> ImportPlan:
-    """Check every row against the invitation rules and find duplicates within the file.
+    """Give every row its verdict; changes nothing in the database.
 
-    Reads nothing but the organization's roles and projects; ``preview_import`` adds
-    what the database knows (pending invitations, members).
+    In order: the address (``normalize_email``), duplicates within the file (the first
+    row with an address claims it), what the database knows (a member, a pending
+    invitation that has not lapsed), then every other field rule (``InvitationChecker``).
+    A row that will be skipped anyway is not checked further, so importing a file again
+    costs little.
+
+    ``look_up=False`` leaves members and pending invitations to the import's batches
+    (which check them anyway): the rows to import then depend on the file and the
+    organization's settings only, so a job that resumes finds them in the same order.
     """
     now = now or utcnow()
-    checker = InvitationChecker(session, org, now)
     reader = _RowReader(session, org, parsed, defaults)
     first_row_of: dict[str, int] = {}
     rows: list[PlannedRow] = []
+    fresh: list[PlannedRow] = []
     for source in parsed.rows:
-        request, problems = reader.request(source)
-        normalized = normalize_email(request.email)
+        raw = reader.email_of(source)
+        normalized = normalize_email(raw)
         if isinstance(normalized, FieldError):
-            rows.append(PlannedRow(source, request.email, INVALID_EMAIL, normalized.message))
+            rows.append(PlannedRow(source, raw, INVALID_EMAIL, normalized.message))
             continue
         email, key = normalized
         first = first_row_of.get(key)
         if first is not None:
-            # The first row with an address claims it, whatever else is wrong with it.
             rows.append(
                 PlannedRow(source, email, DUPLICATE, f"{email} is already on row {first:,}")
             )
             continue
         first_row_of[key] = source.number
+        row = PlannedRow(source, email, WILL_INVITE, key=key)
+        rows.append(row)
+        fresh.append(row)
+    del first_row_of
+    members, pending = (
+        existing_addresses(session, org, [r.key for r in fresh], now) if look_up else ((), ())
+    )
+    checker = InvitationChecker(session, org, now)
+    for row in fresh:
+        if row.key in members:
+            row.verdict, row.detail = (
+                ALREADY_MEMBER,
+                f"{row.email} is already a member of {org.name}",
+            )
+            continue
+        if row.key in pending:
+            row.verdict, row.detail = (
+                ALREADY_INVITED,
+                f"{row.email} already has a pending invitation",
+            )
+            continue
+        request, problems = reader.request(row.source)
         checked, errors = checker.problems(request, skip_email=True)
-        errors = problems + errors
-        if errors:
-            verdict, detail = _verdict(errors)
-            rows.append(PlannedRow(source, email, verdict, detail))
+        if problems or errors:
+            row.verdict, row.detail = _verdict(problems + errors)
             continue
         assert checked is not None
-        checked.email, checked.email_key = email, key
-        rows.append(PlannedRow(source, email, WILL_INVITE, "", checked))
+        checked.email, checked.email_key = row.email, row.key
+        row.checked = checked
     return ImportPlan(parsed, defaults, rows, now)
 
 
@@ -369,11 +401,57 @@ def live_pending_keys(
     rows = session.execute(
         select(Invitation.email_key, Invitation.expires_at).where(
             Invitation.org_id == org_id,
-            Invitation.status == InvitationStatus.PENDING.value,
+            is_pending_by_address(session),
             Invitation.email_key.in_(list(email_keys)),
         )
     )
     return {key for key, expires_at in rows if expires_at > now}
+
+
+def existing_addresses(
+    session: Session, org: Organization, email_keys: Sequence[str], now: datetime
+) -> tuple[set[str], set[str]]:
+    """``(members, pending)``: which of these addresses are members of the organization,
+    and which have a pending invitation there that has not lapsed.
+
+    A file as large as a good part of what the organization has is answered by reading
+    its pending invitations (or members) once; a small one by lookups of its addresses.
+    """
+    wanted = set(email_keys)
+    if not wanted:
+        return set(), set()
+    pending_total = status_totals(session, org.id, now)[InvitationStatus.PENDING.value]
+    if pending_total <= 4 * len(wanted):
+        rows = session.execute(
+            select(Invitation.email_key).where(
+                Invitation.org_id == org.id,
+                Invitation.status == InvitationStatus.PENDING.value,
+                Invitation.expires_at > now,
+            )
+        )
+        pending = {key for (key,) in rows if key in wanted}
+    else:
+        pending = set()
+        for chunk in _chunks(list(wanted), LOOKUP_CHUNK):
+            pending |= live_pending_keys(session, org.id, chunk, now)
+    member_total = session.scalar(
+        select(func.count()).select_from(Membership).where(Membership.org_id == org.id)
+    )
+    if member_total <= 4 * len(wanted):
+        members = {
+            key
+            for key in session.scalars(
+                select(User.email_key)
+                .join(Membership, Membership.user_id == User.id)
+                .where(Membership.org_id == org.id)
+            )
+            if key in wanted
+        }
+    else:
+        members = set()
+        for chunk in _chunks(list(wanted), LOOKUP_CHUNK):
+            members |= member_keys(session, org.id, chunk)
+    return members, pending
 
 
 @dataclass
@@ -421,23 +499,7 @@ class Preview:
 
 
 def preview_import(session: Session, org: Organization, plan: ImportPlan) -> Preview:
-    """Add what the database knows to the plan: pending invitations, members, the quota.
-
-    Changes nothing in the database; the rows' verdicts are updated in place.
-    """
-    valid = [r for r in plan.rows if r.verdict == WILL_INVITE]
-    for chunk in _chunks(valid, LOOKUP_CHUNK):
-        keys = [r.checked.email_key for r in chunk]  # type: ignore[union-attr]
-        members = member_keys(session, org.id, keys)
-        pending = live_pending_keys(session, org.id, keys, plan.now)
-        for row in chunk:
-            key = row.checked.email_key  # type: ignore[union-attr]
-            if key in members:
-                row.verdict = ALREADY_MEMBER
-                row.detail = f"{row.email} is already a member of {org.name}"
-            elif key in pending:
-                row.verdict = ALREADY_INVITED
-                row.detail = f"{row.email} already has a pending invitation"
+    """Totals by verdict and whether the rows to invite fit the organization's quota."""
     counts = plan.counts()
     return Preview(plan, counts, quota_check(session, org, counts.get(WILL_INVITE, 0), plan.now))
 
