@@ -148,8 +148,10 @@ def child(database_url: str, csv_path: Path) -> None:
         figures["peak_rss_mb"] = round(peak_rss_mb(), 1)
 
         # Baseline: the same invitation rows, plain Core executemany, same batches.
-        rows = [r for r in again.rows if r.checked is not None]
-        del again, parsed
+        del again
+        rows = plan_import(session, org, parsed, ImportDefaults(), look_up=False).valid_rows()
+        session.rollback()
+        del parsed
         values = baseline_rows(rows, other_id)
         del rows
     insert = sa.insert(Invitation.__table__)

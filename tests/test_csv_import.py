@@ -268,6 +268,22 @@ def test_an_import_over_the_quota_says_so_and_stops_at_the_quota(session, org):
     assert report[1][1].startswith("over the quota: Acme already has 3 pending invitations")
 
 
+def test_addresses_already_invited_do_not_count_against_the_quota(session, org):
+    """The batch counts rows the unique index will skip only when the quota is tight."""
+    update_organization(session, org, invite_quota=3)
+    for email in ("a@example.com", "b@example.com"):
+        create_invitation(session, org, InvitationRequest(email=email), actor=SYSTEM)
+    session.commit()
+    text = "a@example.com\nb@example.com\nc@example.com\n"
+    plan = plan_import(session, org, parse_csv(text.encode()), ImportDefaults(), look_up=False)
+    assert [r.verdict for r in plan.rows] == ["will_invite"] * 3  # not looked up
+
+    result = run_import(session, org, plan, actor=SYSTEM, source="import")
+
+    assert result.totals() == {"invited": 1, "already_invited": 2}
+    assert status_totals(session, org.id)["pending"] == 3
+
+
 def test_a_file_that_fits_the_quota_gets_no_message(session, org):
     update_organization(session, org, invite_quota=2)
     session.commit()
@@ -496,6 +512,20 @@ def test_a_runner_that_lost_its_lease_does_not_count_its_batch(app, acme, time_m
         assert jobs.step_job(db.session, job_id, "worker-1") is False
     job = job_state(app, job_id)
     assert (job.status, job.result_counts) == ("done", {"invited": 25})
+
+
+def test_a_job_importing_the_same_file_again_creates_nothing(app, acme):
+    for _ in range(2):
+        job_id = new_job(app, BIG)
+        run_import_round(app, "worker-1")
+        confirm(app, job_id)
+        while run_import_round(app, "worker-1"):
+            pass
+    job = job_state(app, job_id)
+    assert (job.status, job.result_counts) == ("done", {"already_invited": 25})
+    with app.app_context():
+        assert count(db.session, Invitation) == 25
+        assert count(db.session, OutboxMessage) == 25
 
 
 def test_a_file_that_cannot_be_read_is_rejected_with_its_row_and_column(app, acme):

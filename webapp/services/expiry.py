@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections import Counter
 
 from sqlalchemy import ColumnElement
+from sqlalchemy import func
 from sqlalchemy import insert
 from sqlalchemy import select
 from sqlalchemy import update
@@ -81,7 +82,18 @@ def expire_lapsed_for_address(session: Session, org_id: str, email_key: str) -> 
 
 
 def expire_lapsed_for_addresses(session: Session, org_id: str, email_keys: list[str]) -> int:
-    """``expire_lapsed_for_address`` for many addresses in one statement (bulk imports)."""
+    """``expire_lapsed_for_address`` for many addresses in one statement (bulk imports).
+
+    First the organization's earliest pending expiry (one probe of its (org_id, status,
+    expires_at) index): usually still ahead, and then there is nothing to look for.
+    """
     if not email_keys:
+        return 0
+    earliest = session.scalar(
+        select(func.min(Invitation.expires_at)).where(
+            Invitation.org_id == org_id, Invitation.status == PENDING
+        )
+    )
+    if earliest is None or earliest > utcnow():
         return 0
     return _expire_where(session, Invitation.org_id == org_id, Invitation.email_key.in_(email_keys))

@@ -55,7 +55,7 @@ from webapp.services.importing.parsing import format_size
 from webapp.services.importing.parsing import parse_csv
 from webapp.services.importing.planning import BATCH_SIZE
 from webapp.services.importing.planning import FAILED
-from webapp.services.importing.planning import OVER_QUOTA
+from webapp.services.importing.planning import INVITED
 from webapp.services.importing.planning import SKIPPED
 from webapp.services.importing.planning import WILL_INVITE
 from webapp.services.importing.planning import ImportDefaults
@@ -63,10 +63,12 @@ from webapp.services.importing.planning import ImportPlan
 from webapp.services.importing.planning import PlannedRow
 from webapp.services.importing.planning import import_batch
 from webapp.services.importing.planning import is_retryable
+from webapp.services.importing.planning import mark_existing
 from webapp.services.importing.planning import mark_over_quota
 from webapp.services.importing.planning import plan_import
 from webapp.services.importing.planning import preview_import
 from webapp.services.importing.planning import quota_check
+from webapp.services.importing.planning import refresh_statistics
 from webapp.services.importing.report import PreviewEntry
 from webapp.services.importing.report import encode_preview
 from webapp.services.importing.report import error_report
@@ -480,8 +482,10 @@ def _import_step(
         session.rollback()
         token = sqlite_reads_only.set(True)  # planning only reads: no SQLite write lock
         try:
-            # Resumable: the rows to import (and their order) depend on the file alone.
+            # Resumable: the rows to import (and their order) depend on the file alone;
+            # which of them are members or invited already is looked up as of now.
             plan = plan_import(session, org, parsed, defaults_of(job), look_up=False)
+            mark_existing(session, org, plan.valid_rows(), plan.now)
             session.rollback()
         finally:
             sqlite_reads_only.reset(token)
@@ -517,7 +521,7 @@ def _import_step(
             rest = valid[start:]
             mark_over_quota(rest, str(exc))
             counts = Counter(job.result_counts)
-            counts[OVER_QUOTA] += len(rest)
+            counts.update(r.verdict for r in rest)
             if not _advance(session, job, runner_id, start, len(valid), counts):
                 return
             first = rest[0].source.number
@@ -530,13 +534,16 @@ def _import_step(
                 raise
             log.warning("import.batch_retry job=%s reason=%s", job.id, exc.orig)
             for row in chunk:
-                row.verdict, row.detail = WILL_INVITE, ""
+                if row.verdict == INVITED:
+                    row.verdict, row.detail = WILL_INVITE, ""
             continue
         counts = Counter(job.result_counts)
         counts.update(r.verdict for r in chunk)
         if not _advance(session, job, runner_id, start, start + len(chunk), counts):
             return
         session.commit()
+        if start == 0:
+            refresh_statistics(session, len(valid) - len(chunk))
         retries = 0
         if time.monotonic() > deadline and job.progress_done < len(valid):
             return

@@ -23,6 +23,7 @@ from typing import Any
 
 from sqlalchemy import func
 from sqlalchemy import select
+from sqlalchemy import text
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session
 
@@ -531,7 +532,9 @@ def import_batch(
 
     Raises QuotaExceeded (nothing written) when the batch does not fit the quota.
     """
-    candidates = [r for r in rows if r.checked is not None]
+    candidates = [r for r in rows if r.checked is not None and r.verdict == WILL_INVITE]
+    if not candidates:
+        return
     outcome = create_checked_invitations(
         session,
         org,
@@ -551,9 +554,25 @@ def import_batch(
         row.verdict, row.detail = ALREADY_MEMBER, f"{row.email} is already a member of {org.name}"
 
 
+def mark_existing(session: Session, org: Organization, rows: Sequence[PlannedRow], now) -> None:
+    """Mark the rows whose address is a member or has a pending invitation (as of now).
+
+    For a job that planned without lookups: its batches then skip these rows cheaply
+    instead of offering each to the unique index.
+    """
+    members, pending = existing_addresses(session, org, [r.key for r in rows], now)
+    for row in rows:
+        if row.key in members:
+            row.verdict = ALREADY_MEMBER
+            row.detail = f"{row.email} is already a member of {org.name}"
+        elif row.key in pending:
+            row.verdict = ALREADY_INVITED
+            row.detail = f"{row.email} already has a pending invitation"
+
+
 def mark_over_quota(rows: Sequence[PlannedRow], message: str) -> None:
     for row in rows:
-        if row.checked is not None:
+        if row.verdict == WILL_INVITE:
             row.verdict, row.detail = OVER_QUOTA, message
 
 
@@ -592,9 +611,23 @@ def import_batch_committed(
                 raise
             log.warning("import.batch_retry attempt=%d reason=%s", attempt, exc.orig)
             for row in rows:
-                if row.checked is not None:
+                if row.verdict == INVITED:
                     row.verdict, row.detail = WILL_INVITE, ""
     return None
+
+
+def refresh_statistics(session: Session, rows_to_come: int) -> None:
+    """ANALYZE invitations on PostgreSQL once a large import's first batch is in.
+
+    Until autovacuum gets to it (after a tenth of the table has changed), the planner
+    judges the organization by what it had before the import, often almost nothing, and
+    may look addresses up by walking its (org_id, status) index: every pending row, for
+    each batch. Fresh statistics make it probe (org_id, email_key). SQLite has no such
+    statistics to refresh (see ``is_pending_by_address``).
+    """
+    if rows_to_come > 2 * LOOKUP_CHUNK and session.get_bind().dialect.name == "postgresql":
+        session.execute(text("ANALYZE invitations"))
+        session.commit()
 
 
 def run_import(
@@ -629,6 +662,8 @@ def run_import(
                 now=plan.now,
                 event_data=event_data,
             )
+            if done == 0:
+                refresh_statistics(session, len(valid) - len(chunk))
         done += len(chunk)
         if progress:
             progress(done, len(valid))
