@@ -1,9 +1,10 @@
-"""What an import would do with each row (the preview), and doing it (the import).
+"""What an import would do with each row (the plan and its preview), and doing it.
 
 Each row becomes an ``InvitationRequest`` and is checked by the same rules as a single
 invite (``normalize_email`` and ``InvitationChecker``), then created through the same
 write path (``create_checked_invitations``), batch by batch, each batch one transaction
-with its audit events and outbox emails.
+with its audit events and outbox emails. The one-pending-per-address index, not a
+lookup, is what keeps a re-import or a concurrent import from inviting anyone twice.
 """
 
 from __future__ import annotations
