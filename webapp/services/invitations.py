@@ -402,7 +402,7 @@ def member_keys(session: Session, org_id: str, email_keys: Sequence[str]) -> set
     )
 
 
-def is_pending_by_address(session: Session) -> ColumnElement[bool]:
+def is_pending_by_address() -> ColumnElement[bool]:
     """``status = 'pending'`` for lookups by (org, list of addresses).
 
     Written as ``status || ''`` so that no index on status can serve it: each address is
@@ -411,7 +411,6 @@ def is_pending_by_address(session: Session) -> ColumnElement[bool]:
     on its own) both planners otherwise pick an (org_id, status, …) index and walk every
     pending row of the organization for each list of addresses, quadratic over an import.
     """
-    del session  # the same expression on both databases
     return literal_column("invitations.status || ''") == InvitationStatus.PENDING.value
 
 
@@ -423,7 +422,7 @@ def pending_keys(session: Session, org_id: str, email_keys: Sequence[str]) -> se
         session.scalars(
             select(Invitation.email_key).where(
                 Invitation.org_id == org_id,
-                is_pending_by_address(session),
+                is_pending_by_address(),
                 Invitation.email_key.in_(list(email_keys)),
             )
         )

@@ -403,7 +403,7 @@ def live_pending_keys(
     rows = session.execute(
         select(Invitation.email_key, Invitation.expires_at).where(
             Invitation.org_id == org_id,
-            is_pending_by_address(session),
+            is_pending_by_address(),
             Invitation.email_key.in_(list(email_keys)),
         )
     )
