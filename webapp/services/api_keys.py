@@ -4,7 +4,11 @@ from __future__ import annotations
 
 import hashlib
 import secrets
+from datetime import datetime
+from datetime import timedelta
 
+from sqlalchemy import Connection
+from sqlalchemy import or_
 from sqlalchemy import select
 from sqlalchemy import update
 from sqlalchemy.orm import Session
@@ -50,15 +54,43 @@ def create_api_key(
     return key, raw
 
 
-def authenticate_api_key(session: Session, raw: str) -> ApiKey | None:
-    """The live key matching ``raw``, with its last-used time updated; None otherwise."""
-    if not raw or not raw.startswith(KEY_PREFIX) or len(raw) > 100:
+# last_used_at is written at most this often per key: a read request should not
+# have to take the database's write lock every time.
+LAST_USED_RESOLUTION = timedelta(minutes=1)
+
+
+def find_live_api_key(session: Session, raw: str) -> ApiKey | None:
+    """The unrevoked key matching ``raw``; None for anything else (no write)."""
+    if not isinstance(raw, str) or not raw.startswith(KEY_PREFIX) or len(raw) > 100:
         return None
     key = session.scalar(select(ApiKey).where(ApiKey.key_hash == _hash_key(raw)))
     if key is None or key.revoked_at is not None:
         return None
-    key.last_used_at = utcnow()
     return key
+
+
+def last_used_is_stale(key: ApiKey, now: datetime) -> bool:
+    return key.last_used_at is None or now - key.last_used_at >= LAST_USED_RESOLUTION
+
+
+def record_key_use(connection: Connection, key_id: str, now: datetime) -> None:
+    """Move last_used_at forward (conditional, so racing processes write it once)."""
+    connection.execute(
+        update(ApiKey)
+        .where(
+            ApiKey.id == key_id,
+            or_(ApiKey.last_used_at.is_(None), ApiKey.last_used_at <= now - LAST_USED_RESOLUTION),
+        )
+        .values(last_used_at=now)
+    )
+
+
+def list_api_keys(session: Session, org: Organization | None) -> list[ApiKey]:
+    """Keys of ``org`` (instance keys when None), newest first, revoked ones included."""
+    condition = ApiKey.org_id.is_(None) if org is None else ApiKey.org_id == org.id
+    return list(
+        session.scalars(select(ApiKey).where(condition).order_by(ApiKey.created_at.desc()))
+    )
 
 
 def revoke_api_key(session: Session, key_id: str, org: Organization | None) -> ApiKey:
