@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 from datetime import timedelta
+from typing import Annotated
 from typing import Literal
 
 from pydantic import BaseModel
+from pydantic import BeforeValidator
 from pydantic import ConfigDict
 from pydantic import Field
 
@@ -40,6 +42,13 @@ TAG = "Invitations"
 ORG_PATH = "/organizations/<org>/invitations"
 
 
+def _plus_from_query_string(value: object) -> object:
+    """An unencoded '+' in a query string arrives as a space: ' email' means '+email'."""
+    if isinstance(value, str) and value.startswith(" "):
+        return "+" + value.strip()
+    return value
+
+
 class InvitationListQuery(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -62,12 +71,11 @@ class InvitationListQuery(BaseModel):
 
 
 def _listing(q: InvitationListQuery) -> InvitationQuery:
-    # A '+' in a query string arrives as a space: " created_at" means ascending.
-    order = q.order_by.lstrip("+ ")
+    order = q.order_by.removeprefix("+")
     return InvitationQuery(
         statuses=q.status or (),
         query=q.query,
-        order_by=order if not q.order_by.startswith("-") else q.order_by,
+        order_by=order,
         limit=q.limit,
         offset=q.offset,
         starting_after=q.starting_after,
