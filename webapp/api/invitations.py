@@ -57,9 +57,10 @@ class InvitationListQuery(BaseModel):
         description="Only these statuses; repeat the parameter or separate with commas.",
     )
     query: str | None = Field(None, max_length=254, description="Part of the email address.")
-    order_by: Literal["created_at", "+created_at", "-created_at", "email", "+email", "-email"] = (
-        Field("-created_at", description="Sort key; `-` for descending (default newest first).")
-    )
+    order_by: Annotated[
+        Literal["created_at", "+created_at", "-created_at", "email", "+email", "-email"],
+        BeforeValidator(_plus_from_query_string),
+    ] = Field("-created_at", description="Sort key; `-` for descending (default newest first).")
     limit: int = Field(20, ge=1, le=MAX_LIMIT)
     offset: int | None = Field(None, ge=0, description="Skip this many (not with cursors).")
     starting_after: str | None = Field(
