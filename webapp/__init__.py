@@ -79,7 +79,8 @@ def _apply_settings(app: Flask, settings: dict[str, Any], require_secret_key: bo
     app.config["SQLALCHEMY_ENGINES"] = {"default": engine}
     app.config["ALEMBIC"] = {"script_location": str(PACKAGE_DIR / "migrations")}
     app.config["ALEMBIC_CONTEXT"] = {"include_object": include_in_migrations}
-    app.config.setdefault("MAX_CONTENT_LENGTH", 1024 * 1024)
+    # Flask's defaults hold the key with None (no limit): set it, don't setdefault it.
+    app.config["MAX_CONTENT_LENGTH"] = settings.get("MAX_CONTENT_LENGTH") or 1024 * 1024
     app.config.update(
         SESSION_COOKIE_HTTPONLY=True,
         SESSION_COOKIE_SAMESITE="Lax",

@@ -305,6 +305,9 @@ def _parse_query(model: type[BaseModel]) -> BaseModel:
 
 
 def _raw_json() -> Any:
+    limit = request.max_content_length
+    if limit is not None and (request.content_length or 0) > limit:
+        raise ApiProblem("payload_too_large", f"the body is over {limit} bytes")
     raw = request.get_data(cache=True)
     if not raw.strip():
         return {}
