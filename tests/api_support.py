@@ -50,7 +50,9 @@ class ApiWorld:
         )
 
     def invite(self, email: str, **fields) -> dict:
-        response = self.call("POST", "/organizations/acme/invitations", json={"email": email, **fields})
+        response = self.call(
+            "POST", "/organizations/acme/invitations", json={"email": email, **fields}
+        )
         assert response.status_code == 201, response.get_json()
         return response.get_json()
 

@@ -75,7 +75,9 @@ def test_org_key_on_instance_endpoints_is_403(api):
 
 def test_instance_key_reaches_every_organization(api):
     for ref in ("acme", "globex", api.org_id):
-        assert api.call("GET", f"/organizations/{ref}/invitations", key="instance").status_code == 200
+        assert (
+            api.call("GET", f"/organizations/{ref}/invitations", key="instance").status_code == 200
+        )
 
 
 def test_session_cookie_alone_gets_401_and_no_csrf_needed_with_a_key(api):
@@ -88,7 +90,10 @@ def test_session_cookie_alone_gets_401_and_no_csrf_needed_with_a_key(api):
     response = api.client.post("/api/v1/organizations/acme/invitations", json={"email": "a@b.co"})
     assert_problem(response, 401, "unauthenticated")
     # With a key, a POST needs no CSRF token (the API never reads cookies).
-    assert api.call("POST", "/organizations/acme/invitations", json={"email": "a@b.co"}).status_code == 201
+    assert (
+        api.call("POST", "/organizations/acme/invitations", json={"email": "a@b.co"}).status_code
+        == 201
+    )
 
 
 def test_last_used_time_is_recorded(api):
@@ -96,9 +101,10 @@ def test_last_used_time_is_recorded(api):
         assert db.session.get(ApiKey, api.org_key_id).last_used_at is None
     api.call("GET", "/organizations/acme")
     with api.app.app_context():
-        assert db.session.scalar(
-            select(ApiKey.last_used_at).where(ApiKey.id == api.org_key_id)
-        ) is not None
+        assert (
+            db.session.scalar(select(ApiKey.last_used_at).where(ApiKey.id == api.org_key_id))
+            is not None
+        )
 
 
 def test_rate_limit_answers_429_with_retry_after(make_app, backend):

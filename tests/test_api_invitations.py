@@ -166,7 +166,9 @@ def test_types_are_strict_and_errors_name_field_and_value(api):
     assert "'5'" in messages["expires_in_days"]
     response = api.call("POST", INVITATIONS, json={"role": "member"})
     body = assert_problem(response, 422, "validation_failed")
-    assert body["errors"] == [{"field": "email", "code": "required", "message": "email is required"}]
+    assert body["errors"] == [
+        {"field": "email", "code": "required", "message": "email is required"}
+    ]
 
 
 def test_service_rules_answer_422_naming_the_value(api):
@@ -186,7 +188,11 @@ def test_service_rules_answer_422_naming_the_value(api):
     response = api.call(
         "POST",
         INVITATIONS,
-        json={"email": "not-an-email", "role": "wizard", "redirect_url": "https://evil.example.net/"},
+        json={
+            "email": "not-an-email",
+            "role": "wizard",
+            "redirect_url": "https://evil.example.net/",
+        },
     )
     body = assert_problem(response, 422, "validation_failed")
     fields = {e["field"]: e for e in body["errors"]}
@@ -361,7 +367,9 @@ def test_bulk_reports_each_item_in_input_order(api):
 
 
 def test_bulk_size_limits(api):
-    body = assert_problem(api.call("POST", f"{INVITATIONS}/bulk", json=[]), 422, "validation_failed")
+    body = assert_problem(
+        api.call("POST", f"{INVITATIONS}/bulk", json=[]), 422, "validation_failed"
+    )
     assert "got 0" in body["detail"]
     many = [{"email": f"u{i}@example.com"} for i in range(1001)]
     body = assert_problem(

@@ -361,7 +361,7 @@ def validate_item(model: type[BaseModel], data: Any, prefix: str = "") -> BaseMo
 # -------------------------------------------------------------- idempotency
 
 
-def _fingerprint() -> str:
+def request_fingerprint() -> str:
     """The request as far as idempotency cares: method, path, query and JSON body."""
     raw = request.get_data(cache=True)
     try:
@@ -383,7 +383,7 @@ def _claim_idempotency_key(principal: ApiPrincipal, key: str) -> Response | None
         ).response()
     try:
         with db.engine.begin() as connection:
-            stored = claim_key(connection, principal.key_id, key, _fingerprint(), utcnow())
+            stored = claim_key(connection, principal.key_id, key, request_fingerprint(), utcnow())
     except ServiceError as error:
         return problem_from_service_error(error).response()
     if stored is None:

@@ -120,6 +120,8 @@ def problem_from_service_error(error: ServiceError) -> ApiProblem:
     if error.code in ("invalid_ticket", "ticket_expired", "ticket_used"):
         # One public code; the detail says which (expired, used, tampered).
         return ApiProblem("invalid_ticket", str(error), extra={"reason": error.code})
+    if error.code in PROBLEMS:
+        return ApiProblem(error.code, str(error))
     return ApiProblem("validation_failed", str(error))
 
 

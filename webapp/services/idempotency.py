@@ -63,7 +63,7 @@ def claim_key(
         created_at=now,
         expires_at=now + RETENTION,
     )
-    if connection.execute(statement).rowcount == 1:
+    if connection.execute(statement.returning(_table.c.id)).first() is not None:
         return None
     row = connection.execute(
         select(_table).where(_table.c.api_key_id == api_key_id, _table.c.idempotency_key == key)
