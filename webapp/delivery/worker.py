@@ -18,12 +18,12 @@ from datetime import timedelta
 
 from flask import Flask
 
+from webapp.clock import utcnow
 from webapp.delivery.messages import OutgoingEmail
 from webapp.delivery.messages import render_outgoing
 from webapp.delivery.transports import DeliveryError
 from webapp.delivery.transports import Transport
 from webapp.delivery.transports import transport_from_config
-from webapp.clock import utcnow
 from webapp.extensions import db
 from webapp.services.expiry import expire_due_invitations
 from webapp.services.idempotency import purge_expired_keys
