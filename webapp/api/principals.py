@@ -85,7 +85,7 @@ def organization_for(session: Session, principal: ApiPrincipal, ref: str) -> Org
     that does not exist, so keys cannot probe for other tenants.
     """
     try:
-        org = get_organization(session, ref)
+        org = get_organization(session, ref, with_roles=False)
     except NotFound:
         raise NotFound(f"no organization {ref!r}") from None
     if principal.org_id is not None and org.id != principal.org_id:
