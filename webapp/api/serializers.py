@@ -12,6 +12,7 @@ from webapp.models import Membership
 from webapp.models import Organization
 from webapp.models import Project
 from webapp.models import User
+from webapp.models.invitations import effective_status
 from webapp.services.invitation_listing import InvitationPage
 
 
@@ -19,7 +20,9 @@ def timestamp(value: datetime | None) -> str | None:
     """RFC 3339 in UTC with a ``Z`` (microseconds kept: they order cursors)."""
     if value is None:
         return None
-    return value.astimezone(UTC).isoformat().replace("+00:00", "Z")
+    if value.tzinfo is not UTC:  # the database layer already gives UTC
+        value = value.astimezone(UTC)
+    return value.isoformat().replace("+00:00", "Z")
 
 
 def invitation_json(
@@ -35,7 +38,7 @@ def invitation_json(
         "organization_id": invitation.org_id,
         "email": invitation.email,
         "role": invitation.role,
-        "status": invitation.effective_status(now),
+        "status": effective_status(invitation.status, invitation.expires_at, now),
         "public_metadata": invitation.public_metadata or {},
         "private_metadata": invitation.private_metadata or {},
         "redirect_url": invitation.redirect_url,
