@@ -239,13 +239,14 @@ def _check_rate_limits(principal: ApiPrincipal) -> dict[str, str]:
     checks = [("key", principal.key_id, current_app.config["API_RATE_LIMIT_PER_KEY"])]
     if principal.org_id is not None:
         checks.append(("org", principal.org_id, current_app.config["API_RATE_LIMIT_PER_ORG"]))
+    prefix = current_app.config.get("RATELIMIT_KEY_PREFIX") or "api"
     headers: dict[str, str] = {}
     for scope, identity, limit_text in checks:
         item = _parsed_limit(limit_text)
-        allowed = strategy.hit(item, "api", scope, identity)
+        allowed = strategy.hit(item, prefix, scope, identity)
         if scope != "key" and allowed:
             continue
-        stats = strategy.get_window_stats(item, "api", scope, identity)
+        stats = strategy.get_window_stats(item, prefix, scope, identity)
         if scope == "key":
             headers = {
                 "X-RateLimit-Limit": str(item.amount),
