@@ -76,6 +76,17 @@ def invitation_json(
     return document
 
 
+def cursor_page_json(data: list[dict[str, Any]], items: list, has_more: bool) -> dict[str, Any]:
+    """The list envelope: data, has_more, and the ids to pass as the next cursors."""
+    return {
+        "object": "list",
+        "data": data,
+        "has_more": has_more,
+        "first_id": items[0].id if items else None,
+        "last_id": items[-1].id if items else None,
+    }
+
+
 def invitation_list_json(
     page: InvitationPage, organizations: dict[str, Organization] | None = None
 ) -> dict[str, Any]:
@@ -88,11 +99,7 @@ def invitation_list_json(
         for item in page.items
     ]
     return {
-        "object": "list",
-        "data": data,
-        "has_more": page.has_more,
-        "first_id": page.items[0].id if page.items else None,
-        "last_id": page.items[-1].id if page.items else None,
+        **cursor_page_json(data, page.items, page.has_more),
         "total_count": page.total,
         "total_count_exact": page.total_exact,
         "totals": page.totals_by_status,
