@@ -58,19 +58,24 @@ def authenticate_request(*, accept_x_api_key: bool = False) -> ApiPrincipal | No
     """The principal behind this request's key, or None (missing, unknown or revoked).
 
     The key's last-used time is recorded at most once a minute, on a connection of
-    its own, so a read request stays a read.
+    its own, so a read request stays a read. The key is looked up on a short session of
+    its own too, before the request's transaction begins: on SQLite a writing request's
+    transaction holds the write lock from its first statement (BEGIN IMMEDIATE), and
+    the last-used update would wait on it until the busy timeout.
     """
     raw = key_from_headers(accept_x_api_key=accept_x_api_key)
     if raw is None:
         return None
-    key = find_live_api_key(db.session, raw)
-    if key is None:
-        return None
-    principal = ApiPrincipal(key_id=key.id, org_id=key.org_id, name=key.name)
-    now = utcnow()
-    if last_used_is_stale(key, now):
+    with Session(db.engine) as lookup:
+        key = find_live_api_key(lookup, raw)
+        if key is None:
+            return None
+        principal = ApiPrincipal(key_id=key.id, org_id=key.org_id, name=key.name)
+        now = utcnow()
+        stale = last_used_is_stale(key, now)
+    if stale:
         with db.engine.begin() as connection:
-            record_key_use(connection, key.id, now)
+            record_key_use(connection, principal.key_id, now)
     g.api_principal = principal
     return principal
 
