@@ -125,6 +125,7 @@ def register_extensions(app: Flask) -> None:
 
 
 def register_blueprints(app: Flask) -> None:
+    from webapp.compat import register_compat_apis
     from webapp.web.acceptance import blueprint as acceptance_blueprint
     from webapp.web.dashboard.activity import blueprint as activity_blueprint
     from webapp.web.dashboard.admin import blueprint as admin_blueprint
@@ -153,6 +154,7 @@ def register_blueprints(app: Flask) -> None:
         dev_mailbox_blueprint,
     ):
         app.register_blueprint(blueprint)
+    register_compat_apis(app)
     register_error_handlers(app)
     register_security_headers(app)
     register_filters(app)
