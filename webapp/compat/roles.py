@@ -99,7 +99,8 @@ def clerk_role(org: Organization, key: str) -> str:
         return CLERK_ADMIN
     if org.role(CLERK_MEMBER) is None and org.default_role == key:
         return CLERK_MEMBER
-    return CLERK_PREFIX + key
+    # If org:<key> is another role of the org, the bare key is the unambiguous name.
+    return key if org.role(CLERK_PREFIX + key) is not None else CLERK_PREFIX + key
 
 
 # --- OpenAI --------------------------------------------------------------------------
