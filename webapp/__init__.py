@@ -79,7 +79,8 @@ def _apply_settings(app: Flask, settings: dict[str, Any], require_secret_key: bo
     app.config["SQLALCHEMY_ENGINES"] = {"default": engine}
     app.config["ALEMBIC"] = {"script_location": str(PACKAGE_DIR / "migrations")}
     app.config["ALEMBIC_CONTEXT"] = {"include_object": include_in_migrations}
-    app.config.setdefault("MAX_CONTENT_LENGTH", 1024 * 1024)
+    # Flask's defaults hold the key with None (no limit): set it, don't setdefault it.
+    app.config["MAX_CONTENT_LENGTH"] = settings.get("MAX_CONTENT_LENGTH") or 1024 * 1024
     app.config.update(
         SESSION_COOKIE_HTTPONLY=True,
         SESSION_COOKIE_SAMESITE="Lax",
@@ -125,6 +126,7 @@ def register_extensions(app: Flask) -> None:
 
 
 def register_blueprints(app: Flask) -> None:
+    from webapp.api import register_api
     from webapp.compat import register_compat_apis
     from webapp.web.acceptance import blueprint as acceptance_blueprint
     from webapp.web.dashboard.activity import blueprint as activity_blueprint
@@ -154,6 +156,7 @@ def register_blueprints(app: Flask) -> None:
         dev_mailbox_blueprint,
     ):
         app.register_blueprint(blueprint)
+    register_api(app)
     register_compat_apis(app)
     register_error_handlers(app)
     register_security_headers(app)

@@ -50,8 +50,8 @@ SETTINGS: dict[str, tuple[Any, Any]] = {
     "ACCEPT_RATE_LIMIT_PER_IP": ("60/minute", None),
     "ACCEPT_RATE_LIMIT_PER_TOKEN": ("20/minute", None),
     "LOGIN_RATE_LIMIT": ("10/minute", None),
-    # Requests to the Clerk/OpenAI/Anthropic-compatible APIs per API key (or address).
-    "COMPAT_RATE_LIMIT": ("600/minute", None),
+    "API_RATE_LIMIT_PER_KEY": ("1200/minute", None),
+    "API_RATE_LIMIT_PER_ORG": ("3000/minute", None),
 }
 
 ENUMS = {

@@ -57,25 +57,23 @@ def key_from_headers(*, accept_x_api_key: bool = False) -> str | None:
 def authenticate_request(*, accept_x_api_key: bool = False) -> ApiPrincipal | None:
     """The principal behind this request's key, or None (missing, unknown or revoked).
 
-    The key's last-used time is recorded at most once a minute, on a connection of
-    its own, so a read request stays a read. The key is looked up on a short session of
-    its own too, before the request's transaction begins: on SQLite a writing request's
-    transaction holds the write lock from its first statement (BEGIN IMMEDIATE), and
-    the last-used update would wait on it until the busy timeout.
+    The key's last-used time is recorded at most once a minute, so a read request
+    nearly always stays a read.
     """
     raw = key_from_headers(accept_x_api_key=accept_x_api_key)
     if raw is None:
         return None
-    with Session(db.engine) as lookup:
-        key = find_live_api_key(lookup, raw)
+    # On a connection of its own in autocommit mode: each statement is its own short
+    # transaction, so the request's session has not started one yet (on SQLite it may
+    # still begin as a writer, and the Idempotency-Key claim commits in between).
+    with db.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as connection:
+        key = find_live_api_key(connection, raw)
         if key is None:
             return None
-        principal = ApiPrincipal(key_id=key.id, org_id=key.org_id, name=key.name)
         now = utcnow()
-        stale = last_used_is_stale(key, now)
-    if stale:
-        with db.engine.begin() as connection:
-            record_key_use(connection, principal.key_id, now)
+        if last_used_is_stale(key, now):
+            record_key_use(connection, key.id, now)
+    principal = ApiPrincipal(key_id=key.id, org_id=key.org_id, name=key.name)
     g.api_principal = principal
     return principal
 
@@ -98,9 +96,7 @@ def organization_for(session: Session, principal: ApiPrincipal, ref: str) -> Org
 def own_organization(session: Session, principal: ApiPrincipal) -> Organization:
     """The organization of an org-scoped key (the compat APIs have no org in the path)."""
     if principal.org_id is None:
-        raise Forbidden(
-            "this endpoint acts on one organization: use an API key created with --org"
-        )
+        raise Forbidden("this endpoint acts on one organization: use an API key created with --org")
     org = session.get(Organization, principal.org_id)
     if org is None:
         raise NotFound("the key's organization no longer exists")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import secrets
+from dataclasses import dataclass
 from datetime import datetime
 from datetime import timedelta
 
@@ -59,17 +60,27 @@ def create_api_key(
 LAST_USED_RESOLUTION = timedelta(minutes=1)
 
 
-def find_live_api_key(session: Session, raw: str) -> ApiKey | None:
-    """The unrevoked key matching ``raw``; None for anything else (no write)."""
+@dataclass(frozen=True)
+class LiveKey:
+    id: str
+    org_id: str | None
+    name: str
+    last_used_at: datetime | None
+
+
+def find_live_api_key(connection: Connection, raw: str) -> LiveKey | None:
+    """The unrevoked key matching ``raw``; None for anything else (reads only)."""
     if not isinstance(raw, str) or not raw.startswith(KEY_PREFIX) or len(raw) > 100:
         return None
-    key = session.scalar(select(ApiKey).where(ApiKey.key_hash == _hash_key(raw)))
-    if key is None or key.revoked_at is not None:
-        return None
-    return key
+    row = connection.execute(
+        select(ApiKey.id, ApiKey.org_id, ApiKey.name, ApiKey.last_used_at).where(
+            ApiKey.key_hash == _hash_key(raw), ApiKey.revoked_at.is_(None)
+        )
+    ).first()
+    return LiveKey(row.id, row.org_id, row.name, row.last_used_at) if row else None
 
 
-def last_used_is_stale(key: ApiKey, now: datetime) -> bool:
+def last_used_is_stale(key: LiveKey, now: datetime) -> bool:
     return key.last_used_at is None or now - key.last_used_at >= LAST_USED_RESOLUTION
 
 

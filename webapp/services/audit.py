@@ -33,7 +33,11 @@ def record_event(
                 "type": event_type,
                 "actor_type": actor.kind,
                 "actor_id": actor.id,
-                "data": data or {},
+                "data": (
+                    {**(data or {}), "on_behalf_of_user_id": actor.on_behalf_of_user_id}
+                    if actor.on_behalf_of_user_id
+                    else data or {}
+                ),
                 "created_at": utcnow(),
             }
         ],

@@ -100,8 +100,8 @@ def revoke_invitation(
             status=InvitationStatus.REVOKED.value,
             revoked_at=now,
             updated_at=now,
-            revoked_by_user_id=actor.id if actor.kind == "user" else None,
-            revoked_by_api_key_id=actor.id if actor.kind == "api_key" else None,
+            revoked_by_user_id=actor.user_id,
+            revoked_by_api_key_id=actor.api_key_id,
         ),
     )
     _reload(session, invitation)

@@ -216,7 +216,8 @@ def organizations_by_id(session: Session, ids: Sequence[str]) -> dict[str, Organ
     }
 
 
-_UNSET = object()
+# "Leave as it is" (None means: clear it) for the settings that can be cleared.
+UNSET = object()
 
 
 def update_organization(
@@ -228,8 +229,8 @@ def update_organization(
     default_expiry_seconds: int | None = None,
     allowed_redirect_origins: Sequence[str] | None = None,
     add_redirect_origins: Sequence[str] = (),
-    default_redirect_url: object = _UNSET,
-    invite_quota: object = _UNSET,
+    default_redirect_url: object = UNSET,
+    invite_quota: object = UNSET,
     actor: Actor | None = None,
 ) -> Organization:
     """Change settings; every value is checked and all problems are reported together.
@@ -276,7 +277,7 @@ def update_organization(
             elif origin not in origins:
                 origins.append(origin)
         org.allowed_redirect_origins = origins
-    if default_redirect_url is not _UNSET:
+    if default_redirect_url is not UNSET:
         if default_redirect_url in (None, ""):
             org.default_redirect_url = None
         else:
@@ -287,7 +288,7 @@ def update_organization(
                 errors.append(checked)
             else:
                 org.default_redirect_url = checked
-    if invite_quota is not _UNSET:
+    if invite_quota is not UNSET:
         if invite_quota is not None and (not isinstance(invite_quota, int) or invite_quota < 0):
             errors.append(
                 FieldError("invite_quota", "invalid", "the quota must be a whole number ≥ 0")
