@@ -1,4 +1,4 @@
-"""What the three vendor-compatible APIs share: key authentication, rate limit, bodies.
+"""What the three vendor-compatible APIs share: key authentication, rate limits, bodies.
 
 Each vendor module is a thin mapping over the services: it reads the vendor's fields,
 calls the same service functions as the native API and the dashboard, and writes the
@@ -8,7 +8,6 @@ them only says what differs (field names, envelopes, status codes).
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Callable
 from collections.abc import Iterable
 from collections.abc import Mapping
@@ -18,19 +17,17 @@ from typing import Any
 
 from flask import Blueprint
 from flask import Response
-from flask import current_app
 from flask import g
 from flask import request
-from flask_limiter.util import get_remote_address
 
 from webapp.api.principals import ApiPrincipal
 from webapp.api.principals import authenticate_request
-from webapp.api.principals import key_from_headers
+from webapp.api.rate_limits import count_request
 from webapp.extensions import csrf
 from webapp.extensions import db
-from webapp.extensions import limiter
 from webapp.services.errors import FieldError
 from webapp.services.errors import ServiceError
+from webapp.services.errors import Throttled
 from webapp.services.errors import ValidationFailed
 
 
@@ -38,18 +35,6 @@ class NotAuthenticated(ServiceError):
     """No API key, or one that is unknown or revoked."""
 
     code = "unauthenticated"
-
-
-def _rate_limit() -> str:
-    return current_app.config["COMPAT_RATE_LIMIT"]
-
-
-def _rate_limit_key() -> str:
-    """Per API key when one is sent (hashed: no key lands in the limiter's storage)."""
-    raw = key_from_headers(accept_x_api_key=True)
-    if raw:
-        return "compat-key:" + hashlib.sha256(raw.encode()).hexdigest()
-    return "compat-ip:" + get_remote_address()
 
 
 def compat_blueprint(
@@ -62,22 +47,34 @@ def compat_blueprint(
 ) -> Blueprint:
     """A blueprint whose every request needs an API key and whose errors are the vendor's.
 
-    CSRF-exempt (no cookie ever authenticates these requests), rate-limited per key, and
-    any ServiceError rolls the transaction back before ``render_error`` answers.
+    CSRF-exempt (no cookie ever authenticates these requests); each request counts
+    against its key's and organization's budgets, the native API's too (a refusal is a
+    Throttled error, with ``Retry-After``); any ServiceError rolls the transaction back
+    before ``render_error`` answers.
     """
     blueprint = Blueprint(name, __name__, url_prefix=url_prefix)
     csrf.exempt(blueprint)
-    limiter.limit(_rate_limit, key_func=_rate_limit_key)(blueprint)
 
     @blueprint.before_request
     def _authenticate() -> None:
-        if authenticate_request(accept_x_api_key=accept_x_api_key) is None:
+        principal = authenticate_request(accept_x_api_key=accept_x_api_key)
+        if principal is None:
             raise NotAuthenticated(unauthenticated_message)
+        counted = count_request(principal)
+        g.rate_limit_headers = counted.headers
+        if counted.refusal is not None:
+            raise Throttled(counted.refusal, counted.retry_after)
 
     @blueprint.errorhandler(ServiceError)
     def _service_error(error: ServiceError) -> Response:
         db.session.rollback()
         return render_error(error)
+
+    @blueprint.after_request
+    def _rate_limit_headers(response: Response) -> Response:
+        for header, value in g.get("rate_limit_headers", {}).items():
+            response.headers.setdefault(header, value)
+        return response
 
     return blueprint
 
