@@ -12,7 +12,9 @@ import email
 import email.policy
 import os
 import re
+from collections.abc import Callable
 from collections.abc import Iterator
+from contextlib import ExitStack
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
@@ -68,7 +70,8 @@ class Live:
     other_key: str  # another organization's key
 
 
-def build_world(app: Flask) -> dict[str, str]:
+def build_compat_world(app: Flask) -> dict[str, str]:
+    """Acme (with a default project and a key), Globex (with a key) and an instance key."""
     with app.app_context():
         session = db.session
         org = create_organization(session, name="Acme", slug="acme")
@@ -91,13 +94,24 @@ def build_world(app: Flask) -> dict[str, str]:
 
 
 @pytest.fixture
-def live(make_app, backend, vendor_env) -> Iterator[Live]:
-    """The app on a free port, its emails kept in the dev mailbox."""
-    port = free_port()
-    app = make_app(backend, PUBLIC_BASE_URL=f"http://127.0.0.1:{port}", MAIL_BACKEND="dev")
-    world = build_world(app)
-    with serve(app, port) as base:
-        yield Live(app=app, base=base, **world)
+def make_live(make_app, backend, vendor_env) -> Iterator[Callable[..., Live]]:
+    """Start the app (with extra settings) on a free port, its emails in the dev mailbox."""
+    with ExitStack() as servers:
+
+        def start(**config) -> Live:
+            port = free_port()
+            app = make_app(
+                backend, PUBLIC_BASE_URL=f"http://127.0.0.1:{port}", MAIL_BACKEND="dev", **config
+            )
+            world = build_compat_world(app)
+            return Live(app=app, base=servers.enter_context(serve(app, port)), **world)
+
+        yield start
+
+
+@pytest.fixture
+def live(make_live) -> Live:
+    return make_live()
 
 
 def deliver_and_read_link(app: Flask, to: str) -> str:

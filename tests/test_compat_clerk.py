@@ -48,7 +48,7 @@ def clerk_error(excinfo) -> models.ClerkError:
 
 
 def test_create_returns_the_invitation_with_its_link_once(live):
-    """Clerk's fields, millisecond times, the link in ``url`` only in the create answer."""
+    """Clerk's fields, millisecond times, the link in ``url`` once (when not emailed)."""
     client = clerk(live)
     created = invite(
         client,
@@ -73,6 +73,11 @@ def test_create_returns_the_invitation_with_its_link_once(live):
     assert created.created_at == created.updated_at > 1_600_000_000_000  # milliseconds
     assert created.url.startswith(live.base + "/invitations/accept/")
     assert created.inviter_id is None and created.public_inviter_data is None
+
+    emailed = client.organization_invitations.create(
+        organization_id=live.org_id, email_address="grace@example.com", role="org:member"
+    )
+    assert emailed.url is None  # sent by OrgInvites: the link stays in the email
 
     fetched = client.organization_invitations.get(
         organization_id="acme", invitation_id=created.id
@@ -241,6 +246,9 @@ def test_bulk_create_creates_all(live):
     ]
     assert created.total_count == 2
     assert created.data[1].expires_at - created.data[1].created_at == 2 * DAY_MS
+    # The link goes to a caller that sends the email itself, and only to that one.
+    assert created.data[0].url.startswith(live.base + "/invitations/accept/")
+    assert created.data[1].url is None
     with live.app.app_context():
         stored = db.session.get(Invitation, created.data[1].id)
         assert stored.delivery_status == "queued"  # notify defaults to true, as in Clerk

@@ -55,6 +55,7 @@ from webapp.services.invitation_listing import InvitationQuery
 from webapp.services.invitation_listing import list_invitations
 from webapp.services.invitation_transitions import revoke_invitation
 from webapp.services.invitations import InvitationRequest
+from webapp.services.invitations import IssuedInvitation
 from webapp.services.invitations import create_invitation
 from webapp.services.invitations import create_invitations
 from webapp.services.invitations import get_invitation
@@ -290,7 +291,7 @@ def invitation_json(
     url: str | None = None,
     with_organization: bool = False,
 ) -> dict[str, Any]:
-    """A Clerk ``OrganizationInvitation`` (``url`` is the link, given only when created)."""
+    """A Clerk ``OrganizationInvitation`` (``url``: the link, only when created unsent)."""
     role = org.role(invitation.role)
     data: dict[str, Any] = {
         "object": "organization_invitation",
@@ -466,10 +467,9 @@ def create(organization_id: str):
     org = _org(organization_id)
     fields = json_object(json_body(), CREATE_FIELDS)
     actor = _acting(org, fields.get("inviter_user_id"), "inviter_user_id")
-    issued = create_invitation(
-        db.session, org, _invitation_request(org, fields), actor=actor, source=SOURCE
-    )
-    body = invitation_json(issued.invitation, org, url=issued.accept_url)
+    invitation_request = _invitation_request(org, fields)
+    issued = create_invitation(db.session, org, invitation_request, actor=actor, source=SOURCE)
+    body = invitation_json(issued.invitation, org, url=_link_for_caller(invitation_request, issued))
     db.session.commit()
     return jsonify(body)
 
@@ -496,7 +496,7 @@ def bulk_create(organization_id: str):
             failures.append((index, email, error))
     if failures:
         raise BulkRefused(failures)
-    created: list[tuple[int, Invitation]] = []
+    created: list[tuple[InvitationRequest, IssuedInvitation]] = []
     ids: dict[str, int] = {}
     for index, (invitation_request, actor) in enumerate(requests):
         # Items may name different inviters, so one at a time; each in its own savepoint
@@ -507,16 +507,24 @@ def bulk_create(organization_id: str):
         for failure in result.failures:
             failures.append((index, failure.email, _within_batch(failure.error, ids)))
         for _, issued in result.successes:
-            created.append((index, issued.invitation))
+            created.append((invitation_request, issued))
             ids[issued.invitation.id] = index
     if failures:
         raise BulkRefused(failures)
     body = {
-        "data": [invitation_json(invitation, org) for _, invitation in created],
+        "data": [
+            invitation_json(issued.invitation, org, url=_link_for_caller(asked, issued))
+            for asked, issued in created
+        ],
         "total_count": len(created),
     }
     db.session.commit()
     return jsonify(body)
+
+
+def _link_for_caller(asked: InvitationRequest, issued: IssuedInvitation) -> str | None:
+    """The link, shown this once, to a caller who sends the email itself (notify=false)."""
+    return None if asked.notify else issued.accept_url
 
 
 def _within_batch(error: ServiceError, ids: dict[str, int]) -> ServiceError:
