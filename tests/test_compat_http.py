@@ -171,3 +171,31 @@ def test_compat_and_native_requests_share_the_keys_budget(make_app, backend):
     assert anthropic_error(refused)["type"] == "rate_limit_error"
     refused = client.get(f"{CLERK}/organizations/acme/invitations", headers=headers)
     assert refused.status_code == 429 and clerk_error(refused)["code"] == "too_many_requests"
+
+
+@pytest.mark.parametrize(
+    ("path", "target"),
+    [
+        (f"{OPENAI}/organization/invites", "webapp.compat.openai.list_invitations"),
+        (f"{ANTHROPIC}/organizations/invites", "webapp.compat.anthropic.list_invitations"),
+        (f"{CLERK}/organizations/acme/invitations", "webapp.compat.clerk.list_invitations"),
+    ],
+)
+def test_a_server_error_answers_in_the_envelope(make_app, monkeypatch, path, target):
+    """A bug is a 500 in the vendor's shape (no HTML page, no stack trace)."""
+    app = make_app("sqlite", PROPAGATE_EXCEPTIONS=False)
+    world = build_compat_world(app)
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("a bug")
+
+    monkeypatch.setattr(target, broken)
+    response = app.test_client().get(path, headers=bearer(world["key"]))
+    assert response.status_code == 500 and response.mimetype == "application/json"
+    assert "a bug" not in response.get_data(as_text=True)
+    if path.startswith(OPENAI):
+        assert openai_error(response)["type"] == "server_error"
+    elif path.startswith(ANTHROPIC):
+        assert anthropic_error(response)["type"] == "api_error"
+    else:
+        assert clerk_error(response)["code"] == "internal_clerk_error"
