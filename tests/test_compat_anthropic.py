@@ -154,6 +154,7 @@ def test_invalid_email_and_list_parameters(live):
         ({"after_id": "inv_nope"}, "after_id: 'inv_nope' is not an invitation in this list"),
         ({"roles": ["chief"]}, "roles: 'chief' is not a role"),
         ({"statuses": ["deleted"]}, "statuses: 'deleted' is not a status"),
+        ({"after_id": "inv_a", "before_id": "inv_b"}, "give after_id or before_id, not both"),
     ):
         with pytest.raises(anthropic.BadRequestError) as excinfo:
             invites(live).list(**kwargs)

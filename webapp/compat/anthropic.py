@@ -179,6 +179,10 @@ def list_invites():
             "invalid_status",
             f"{unknown[0]!r} is not a status (one of: {', '.join(FILTER_STATUSES)})",
         )
+    if request.args.get("after_id") and request.args.get("before_id"):
+        raise ValidationFailed.single(
+            "before_id", "conflicting_fields", "give after_id or before_id, not both"
+        )
     role_names = query_list("roles")
     page = list_invitations(
         db.session,
