@@ -155,6 +155,9 @@ def _run(spec: Operation, view: Callable[..., Answer], path_args: dict[str, str]
     limit_headers: dict[str, str] = {}
     try:
         limit_headers = _check_rate_limits(principal)
+        for name, value in [*path_args.items(), *request.args.items(multi=True)]:
+            if "\x00" in value:
+                raise _nul_problem(name)
         if spec.instance_only:
             require_instance_key(principal)
         call = ApiCall(
@@ -298,9 +301,38 @@ def _raw_json() -> Any:
             f"send the body as JSON with Content-Type: application/json (got {mimetype!r})",
         )
     try:
-        return json.loads(raw)
+        data = json.loads(raw)
     except (UnicodeDecodeError, json.JSONDecodeError) as error:
         raise ApiProblem("malformed_request", f"the body is not valid JSON: {error}") from None
+    where = nul_location(data)
+    if where is not None:
+        raise _nul_problem(where or "body")
+    return data
+
+
+def nul_location(value: Any, path: str = "") -> str | None:
+    """Where a NUL character hides in decoded JSON (no database stores one); None if nowhere."""
+    if isinstance(value, str):
+        return path if "\x00" in value else None
+    if isinstance(value, dict):
+        for key, item in value.items():
+            inner = f"{path}.{key}" if path else str(key)
+            if "\x00" in key:
+                return inner
+            found = nul_location(item, inner)
+            if found is not None:
+                return found
+    elif isinstance(value, list):
+        for index, item in enumerate(value):
+            found = nul_location(item, f"{path}[{index}]")
+            if found is not None:
+                return found
+    return None
+
+
+def _nul_problem(field_name: str) -> ApiProblem:
+    error = FieldError(field_name, "nul_character", f"{field_name} contains a NUL character")
+    return ApiProblem("validation_failed", error.message, errors=[error])
 
 
 def _parse_body(spec: Operation) -> Any:
