@@ -199,3 +199,31 @@ def test_a_server_error_answers_in_the_envelope(make_app, monkeypatch, path, tar
         assert anthropic_error(response)["type"] == "api_error"
     else:
         assert clerk_error(response)["code"] == "internal_clerk_error"
+
+
+def test_nul_characters_are_refused_not_stored(app, world):
+    """PostgreSQL cannot store a NUL: in a path, a query or a body it is a named error."""
+    client = app.test_client()
+    headers = bearer(world["key"])
+    response = client.get(f"{OPENAI}/organization/invites/inv%00x", headers=headers)
+    assert response.status_code == 400
+    assert openai_error(response)["message"] == "invite_id: invite_id contains a NUL character"
+    response = client.get(
+        f"{ANTHROPIC}/organizations/invites?email=a%00@example.com",
+        headers={"X-Api-Key": world["key"]},
+    )
+    assert response.status_code == 400
+    assert anthropic_error(response)["message"] == "email: email contains a NUL character"
+    response = client.post(
+        f"{CLERK}/organizations/{world['org_id']}/invitations",
+        json={
+            "email_address": "ada@example.com",
+            "role": "org:member",
+            "public_metadata": {"note": "a\x00b"},
+        },
+        headers=headers,
+    )
+    assert response.status_code == 422
+    error = clerk_error(response)
+    assert error["meta"]["param_name"] == "public_metadata.note"
+    assert error["long_message"] == "public_metadata.note contains a NUL character"

@@ -20,6 +20,7 @@ from flask import Response
 from flask import g
 from flask import request
 
+from webapp.api.operations import nul_location
 from webapp.api.principals import ApiPrincipal
 from webapp.api.principals import authenticate_request
 from webapp.api.rate_limits import count_request
@@ -64,6 +65,9 @@ def compat_blueprint(
         g.rate_limit_headers = counted.headers
         if counted.refusal is not None:
             raise Throttled(counted.refusal, counted.retry_after)
+        for name, value in [*(request.view_args or {}).items(), *request.args.items(multi=True)]:
+            if "\x00" in value:
+                raise _nul_character(name)
 
     @blueprint.errorhandler(ServiceError)
     def _service_error(error: ServiceError) -> Response:
@@ -96,7 +100,15 @@ def json_body(*, required: bool = True) -> Any:
     body = request.get_json(force=True, silent=True)
     if body is None:
         raise ValidationFailed.single("body", "invalid_json", "the request body is not valid JSON")
+    where = nul_location(body)
+    if where is not None:
+        raise _nul_character(where or "body")
     return body
+
+
+def _nul_character(name: str) -> ValidationFailed:
+    """No database stores a NUL character (PostgreSQL refuses it): say so, naming where."""
+    return ValidationFailed.single(name, "nul_character", f"{name} contains a NUL character")
 
 
 def json_object(
