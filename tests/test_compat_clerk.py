@@ -187,7 +187,8 @@ def test_list_parameter_errors_name_the_parameter(live):
     for kwargs, param, words in (
         ({"limit": 501}, "limit", "limit must be between 1 and 500"),
         ({"limit": 0}, "limit", "limit must be between 1 and 500"),
-        ({"offset": -1}, "offset", "offset must be 0 or more"),
+        ({"offset": -1}, "offset", "offset must be between 0 and 1,000,000,000"),
+        ({"offset": 10**30}, "offset", "offset must be between 0 and 1,000,000,000"),
         ({"order_by": "-role"}, "order_by", "'-role' is not an ordering"),
     ):
         with pytest.raises(models.ClerkErrors) as excinfo:

@@ -227,3 +227,19 @@ def test_nul_characters_are_refused_not_stored(app, world):
     error = clerk_error(response)
     assert error["meta"]["param_name"] == "public_metadata.note"
     assert error["long_message"] == "public_metadata.note contains a NUL character"
+
+
+def test_deeply_nested_bodies_are_refused(app, world):
+    """A megabyte of brackets would exhaust Python's recursion: a named error instead."""
+    client = app.test_client()
+    headers = {**bearer(world["key"]), "Content-Type": "application/json"}
+    for depth in (100_000, 40):
+        body = "[" * depth + "]" * depth
+        response = client.post(f"{OPENAI}/organization/invites", data=body, headers=headers)
+        assert response.status_code == 400
+        assert openai_error(response)["message"] == (
+            "body: the request body nests deeper than 32 levels"
+        )
+    nested = {"email": "ada@example.com", "role": "reader", "projects": []}
+    response = client.post(f"{OPENAI}/organization/invites", json=nested, headers=headers)
+    assert response.status_code == 200

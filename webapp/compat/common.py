@@ -97,13 +97,38 @@ def json_body(*, required: bool = True) -> Any:
         if required:
             raise ValidationFailed.single("body", "required", "the request needs a JSON body")
         return None
-    body = request.get_json(force=True, silent=True)
+    try:
+        body = request.get_json(force=True, silent=True)
+    except RecursionError:
+        body = _TOO_DEEP
+    if body is _TOO_DEEP or _too_deep(body):
+        raise ValidationFailed.single(
+            "body", "too_deep", f"the request body nests deeper than {MAX_JSON_DEPTH} levels"
+        )
     if body is None:
         raise ValidationFailed.single("body", "invalid_json", "the request body is not valid JSON")
     where = nul_location(body)
     if where is not None:
         raise _nul_character(where or "body")
     return body
+
+
+# Deeper documents are refused before anything walks them recursively (a 1 MiB body of
+# brackets would otherwise exhaust Python's recursion limit: a 500).
+MAX_JSON_DEPTH = 32
+_TOO_DEEP = object()
+
+
+def _too_deep(document: Any) -> bool:
+    stack = [(document, 1)]
+    while stack:
+        value, depth = stack.pop()
+        if isinstance(value, dict | list):
+            if depth > MAX_JSON_DEPTH:
+                return True
+            children = value.values() if isinstance(value, dict) else value
+            stack.extend((child, depth + 1) for child in children)
+    return False
 
 
 def _nul_character(name: str) -> ValidationFailed:

@@ -29,6 +29,8 @@ from webapp.services.validation import email_key
 
 ORDERINGS = ("created_at", "-created_at", "email", "-email")
 MAX_LIMIT = 500
+# Far beyond any real list; larger numbers overflow the databases' 64-bit integers.
+MAX_OFFSET = 1_000_000_000
 MAX_QUERY_LENGTH = 254
 SEARCH_TOTAL_CAP = 1_000
 
@@ -102,8 +104,10 @@ def _check(q: InvitationQuery) -> list[FieldError]:
         errors.append(
             FieldError("limit", "out_of_range", f"limit must be between 1 and {q.max_limit}")
         )
-    if q.offset is not None and (not isinstance(q.offset, int) or q.offset < 0):
-        errors.append(FieldError("offset", "out_of_range", "offset must be 0 or more"))
+    if q.offset is not None and (not isinstance(q.offset, int) or not 0 <= q.offset <= MAX_OFFSET):
+        errors.append(
+            FieldError("offset", "out_of_range", f"offset must be between 0 and {MAX_OFFSET:,}")
+        )
     cursors = [n for n in ("starting_after", "ending_before") if getattr(q, n)]
     if len(cursors) > 1 or (cursors and q.offset):
         errors.append(
