@@ -10,6 +10,7 @@ only the status codes Clerk documents for it (so the SDK raises ``ClerkErrors``)
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import asdict
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
@@ -120,14 +121,6 @@ class _ClerkError:
     code: str
     meta: dict[str, Any]
 
-    def as_json(self) -> dict[str, Any]:
-        return {
-            "message": self.message,
-            "long_message": self.long_message,
-            "code": self.code,
-            "meta": self.meta,
-        }
-
 
 class BulkRefused(ServiceError):
     """A bulk request in which some items cannot be created: none is."""
@@ -176,10 +169,10 @@ def _field_error(error: FieldError, meta: dict[str, Any] | None = None) -> _Cler
 
 
 def _single(
-    error: ServiceError, meta: dict[str, Any] | None = None
+    error: ServiceError, extra: dict[str, Any] | None = None
 ) -> tuple[int, list[_ClerkError]]:
-    """Status and Clerk errors for one service error (``meta`` adds to each error's meta)."""
-    extra = meta or {}
+    """Status and Clerk errors for one service error (``extra`` adds to each error's meta)."""
+    extra = extra or {}
     if isinstance(error, ValidationFailed):
         return 422, [_field_error(e, extra) for e in renamed(error.errors, FIELD_NAMES)]
     if isinstance(error, AlreadyInvited):
@@ -219,13 +212,14 @@ def _clerk_errors(error: ServiceError) -> tuple[int, list[_ClerkError], dict[str
     if isinstance(error, Throttled):
         headers["Retry-After"] = str(error.retry_after_seconds)
     if isinstance(error, BulkRefused):
-        status, errors = 400, []
-        for position, (index, email, item_error) in enumerate(error.failures):
-            item_status, item_errors = _single(item_error, {"index": index})
-            status = item_status if position == 0 else status
+        errors = []
+        for index, email, item_error in error.failures:
+            _, item_errors = _single(item_error, {"index": index})
             for item in item_errors:
                 item.long_message = f"item {index} ({email}): {item.long_message}"
             errors.extend(item_errors)
+        # One status per answer: the first refused item's.
+        status, _ = _single(error.failures[0][2])
         return status, errors, headers
     status, errors = _single(error)
     return status, errors, headers
@@ -234,7 +228,7 @@ def _clerk_errors(error: ServiceError) -> tuple[int, list[_ClerkError], dict[str
 def _errors_response(
     status: int, errors: list[_ClerkError], headers: dict[str, str] | None = None
 ) -> Response:
-    response = jsonify({"errors": [e.as_json() for e in errors], "meta": {}})
+    response = jsonify({"errors": [asdict(e) for e in errors], "meta": {}})
     response.status_code = _status_for(status)
     response.headers.update(headers or {})
     return response
