@@ -24,6 +24,7 @@ from webapp.compat import roles
 from webapp.compat import statuses
 from webapp.compat.common import NotAuthenticated
 from webapp.compat.common import compat_blueprint
+from webapp.compat.common import http_error_response
 from webapp.compat.common import json_body
 from webapp.compat.common import json_object
 from webapp.compat.common import principal
@@ -106,10 +107,7 @@ def render_http_error(error: HTTPException) -> Response:
     types = {404: "not_found_error", 413: "request_too_large", 429: "rate_limit_error"}
     type_ = types.get(code, "api_error" if code >= 500 else "invalid_request_error")
     body = {"type": "error", "error": {"type": type_, "message": error.description or error.name}}
-    response = error.get_response()
-    response.set_data(jsonify(body).get_data())
-    response.mimetype = "application/json"
-    return response
+    return http_error_response(error, body)
 
 
 def invite_json(invitation: Invitation, org: Organization, status: str | None) -> dict[str, Any]:
@@ -171,14 +169,7 @@ def retrieve(invite_id: str):
 def list_invites():
     """Invites newest first; filter by email, roles and statuses; page by id cursors."""
     org = _org()
-    wanted = query_list("statuses")
-    unknown = [s for s in wanted if s not in FILTER_STATUSES]
-    if unknown:
-        raise ValidationFailed.single(
-            "statuses",
-            "invalid_status",
-            f"{unknown[0]!r} is not a status (one of: {', '.join(FILTER_STATUSES)})",
-        )
+    wanted = query_list("statuses") or FILTER_STATUSES
     if request.args.get("after_id") and request.args.get("before_id"):
         raise ValidationFailed.single(
             "before_id", "conflicting_fields", "give after_id or before_id, not both"
@@ -188,7 +179,9 @@ def list_invites():
         db.session,
         org,
         InvitationQuery(
-            statuses=statuses.native_statuses(statuses.ANTHROPIC, wanted or FILTER_STATUSES),
+            statuses=statuses.filter_statuses(
+                statuses.ANTHROPIC, "statuses", wanted, FILTER_STATUSES
+            ),
             email=request.args.get("email") or None,
             roles=roles.anthropic_role_keys(org, role_names) if role_names else None,
             limit=query_int("limit", DEFAULT_LIMIT),

@@ -28,6 +28,7 @@ from webapp.compat import roles
 from webapp.compat import statuses
 from webapp.compat.common import NotAuthenticated
 from webapp.compat.common import compat_blueprint
+from webapp.compat.common import http_error_response
 from webapp.compat.common import json_body
 from webapp.compat.common import json_object
 from webapp.compat.common import principal
@@ -254,10 +255,7 @@ def render_http_error(error: HTTPException) -> Response:
         ],
         "meta": {},
     }
-    response = error.get_response()
-    response.set_data(jsonify(body).get_data())
-    response.mimetype = "application/json"
-    return response
+    return http_error_response(error, body)
 
 
 # --- shapes --------------------------------------------------------------------------
@@ -336,14 +334,7 @@ def _list_json(page: InvitationPage, org: Organization | None, *, with_organizat
 
 def _statuses_filter() -> list[str]:
     wanted = [s.strip() for v in query_list("status") for s in v.split(",") if s.strip()]
-    unknown = [s for s in wanted if s not in FILTER_STATUSES]
-    if unknown:
-        raise ValidationFailed.single(
-            "status",
-            "invalid_status",
-            f"{unknown[0]!r} is not a status (one of: {', '.join(FILTER_STATUSES)})",
-        )
-    return statuses.native_statuses(statuses.CLERK, wanted)
+    return statuses.filter_statuses(statuses.CLERK, "status", wanted, FILTER_STATUSES)
 
 
 def _order_by() -> str:

@@ -8,6 +8,7 @@ them only says what differs (field names, envelopes, status codes).
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from collections.abc import Iterable
 from collections.abc import Mapping
@@ -19,6 +20,7 @@ from flask import Blueprint
 from flask import Response
 from flask import g
 from flask import request
+from werkzeug.exceptions import HTTPException
 
 from webapp.api.operations import nul_location
 from webapp.api.principals import ApiPrincipal
@@ -81,6 +83,14 @@ def compat_blueprint(
         return response
 
     return blueprint
+
+
+def http_error_response(error: HTTPException, body: Any) -> Response:
+    """An HTTP error (404, 405 with its Allow, 413, 500…) answered with a JSON ``body``."""
+    response = error.get_response()
+    response.set_data(json.dumps(body))
+    response.mimetype = "application/json"
+    return response
 
 
 def principal() -> ApiPrincipal:

@@ -22,6 +22,7 @@ from webapp.compat import roles
 from webapp.compat import statuses
 from webapp.compat.common import NotAuthenticated
 from webapp.compat.common import compat_blueprint
+from webapp.compat.common import http_error_response
 from webapp.compat.common import json_body
 from webapp.compat.common import json_object
 from webapp.compat.common import principal
@@ -113,10 +114,7 @@ def render_http_error(error: HTTPException) -> Response:
             "code": error.name.lower().replace(" ", "_"),
         }
     }
-    response = error.get_response()
-    response.set_data(jsonify(body).get_data())
-    response.mimetype = "application/json"
-    return response
+    return http_error_response(error, body)
 
 
 def invite_json(invitation: Invitation, org: Organization, status: str | None) -> dict[str, Any]:

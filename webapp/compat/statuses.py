@@ -14,6 +14,7 @@ from datetime import datetime
 
 from webapp.models import Invitation
 from webapp.models import InvitationStatus
+from webapp.services.errors import ValidationFailed
 
 PENDING = InvitationStatus.PENDING.value
 ACCEPTED = InvitationStatus.ACCEPTED.value
@@ -57,6 +58,21 @@ def native_statuses(table: StatusMap, vendor_statuses: Iterable[str]) -> list[st
     """The OrgInvites statuses that read as any of ``vendor_statuses``."""
     wanted = set(vendor_statuses)
     return [native for native, shown in table.items() if shown is not None and shown in wanted]
+
+
+def filter_statuses(
+    table: StatusMap, field: str, wanted: Iterable[str], accepted: Iterable[str]
+) -> list[str]:
+    """``native_statuses`` of a vendor's status filter; a value it does not take is named."""
+    wanted, accepted = list(wanted), tuple(accepted)
+    unknown = [s for s in wanted if s not in accepted]
+    if unknown:
+        raise ValidationFailed.single(
+            field,
+            "invalid_status",
+            f"{unknown[0]!r} is not a status (one of: {', '.join(accepted)})",
+        )
+    return native_statuses(table, wanted)
 
 
 def visible_statuses(table: StatusMap) -> list[str]:
