@@ -115,6 +115,7 @@ def register_extensions(app: Flask) -> None:
     from webapp.extensions import login_manager
 
     db.init_app(app)
+    _drop_async_session_teardown(app)
     with app.app_context():
         configure_engine(db.engine)
     alembic.init_app(app)
@@ -123,6 +124,15 @@ def register_extensions(app: Flask) -> None:
     csrf.init_app(app)
     login_manager.init_app(app)
     login_manager.session_protection = "strong"
+
+
+def _drop_async_session_teardown(app: Flask) -> None:
+    """Flask-SQLAlchemy-Lite also closes async sessions, with an async teardown function
+    that Flask runs through asgiref: a thread and an event loop on every request (about a
+    millisecond). OrgInvites has no async engines, so the function has nothing to do."""
+    app.teardown_appcontext_funcs[:] = [
+        f for f in app.teardown_appcontext_funcs if f.__name__ != "_close_async_sessions"
+    ]
 
 
 def register_blueprints(app: Flask) -> None:

@@ -193,8 +193,8 @@ def _run(spec: Operation, view: Callable[..., Answer], path_args: dict[str, str]
     except Exception:
         db.session.rollback()
         if idempotency_key is not None:
-            with db.engine.begin() as connection:
-                release_key(connection, principal.key_id, idempotency_key)
+            release_key(db.session.connection(), principal.key_id, idempotency_key)
+            db.session.commit()
         raise
     return _with_headers(response, limit_headers)
 
@@ -387,17 +387,24 @@ def request_fingerprint() -> str:
 
 
 def _claim_idempotency_key(principal: ApiPrincipal, key: str) -> Response | None:
-    """None to go ahead; otherwise the answer to send (a replay or a problem)."""
+    """None to go ahead; otherwise the answer to send (a replay or a problem).
+
+    The claim is committed at once, so that a concurrent duplicate sees it; the work
+    then runs in a new transaction of the same session.
+    """
     if not 1 <= len(key) <= MAX_KEY_LENGTH or not _IDEMPOTENCY_KEY.match(key):
         return ApiProblem(
             "invalid_idempotency_key",
             f"Idempotency-Key must be 1 to {MAX_KEY_LENGTH} printable ASCII characters",
         ).response()
     try:
-        with db.engine.begin() as connection:
-            stored = claim_key(connection, principal.key_id, key, request_fingerprint(), utcnow())
+        stored = claim_key(
+            db.session.connection(), principal.key_id, key, request_fingerprint(), utcnow()
+        )
     except ServiceError as error:
+        db.session.rollback()
         return problem_from_service_error(error).response()
+    db.session.commit()
     if stored is None:
         return None
     response = Response(stored.body, status=stored.status, headers=stored.headers)
@@ -422,8 +429,9 @@ def _remember(connection, principal: ApiPrincipal, key: str, response: Response)
 def _settle_failed(principal: ApiPrincipal, key: str, response: Response) -> None:
     """A refusal is remembered (a retry gets the same answer), except the passing kinds:
     throttling (429) and conflicts with work in flight, which a retry may get past."""
-    with db.engine.begin() as connection:
-        if response.status_code == 429 or response.status_code >= 500:
-            release_key(connection, principal.key_id, key)
-        else:
-            _remember(connection, principal, key, response)
+    connection = db.session.connection()
+    if response.status_code == 429 or response.status_code >= 500:
+        release_key(connection, principal.key_id, key)
+    else:
+        _remember(connection, principal, key, response)
+    db.session.commit()

@@ -41,8 +41,8 @@ class InvitationQuery:
 
     ``query`` finds a part of an address; ``email`` one whole address (case-insensitive);
     ``roles``, when given, keeps invitations with one of these role keys (an empty list
-    matches nothing). ``max_limit`` is the largest
-    page the caller's surface allows (the vendor APIs each document their own).
+    matches nothing). ``max_limit`` is the largest page the caller's surface allows (the
+    vendor APIs each document their own).
     """
 
     statuses: Sequence[str] = ()
@@ -55,10 +55,14 @@ class InvitationQuery:
     starting_after: str | None = None
     ending_before: str | None = None
     max_limit: int = MAX_LIMIT
+    # The dashboard shows each inviter's name (ORM objects with their inviter); the API
+    # reads columns only, and plain rows load several times faster.
+    plain_rows: bool = False
 
 
 @dataclass
 class InvitationPage:
+    # Invitation objects, or rows with the same attributes when the query asked for them.
     items: list[Invitation]
     has_more: bool
     # How many invitations match the status filter and search, over all pages.
@@ -175,16 +179,16 @@ def list_invitations(
         if walk_descending
         else [sort_column.asc(), Invitation.id.asc()]
     )
-    statement = (
-        select(Invitation)
-        .where(*conditions)
-        .order_by(*order)
-        .limit(q.limit + 1)
-        .options(selectinload(Invitation.inviter))  # one query for the page, not per row
-    )
+    if q.plain_rows:
+        statement = select(*Invitation.__table__.columns)
+    else:
+        # One query for the page's inviters, not one per row.
+        statement = select(Invitation).options(selectinload(Invitation.inviter))
+    statement = statement.where(*conditions).order_by(*order).limit(q.limit + 1)
     if q.offset:
         statement = statement.offset(q.offset)
-    rows = list(session.scalars(statement))
+    result = session.execute(statement)
+    rows = list(result) if q.plain_rows else list(result.scalars())
     has_more = len(rows) > q.limit
     rows = rows[: q.limit]
     if backwards:
