@@ -10,8 +10,9 @@ from tests.dashboard_support import make_member
 from webapp.compat import roles
 from webapp.compat import statuses
 from webapp.models import Invitation
-from webapp.services.access import org_admin_user
 from webapp.services.actors import SYSTEM
+from webapp.services.actors import Actor
+from webapp.services.actors import acting_for
 from webapp.services.errors import InvalidTransition
 from webapp.services.errors import ValidationFailed
 from webapp.services.invitation_listing import InvitationQuery
@@ -223,21 +224,25 @@ def test_an_accepted_invitation_cannot_be_deleted(session, org):
     )
 
 
-def test_org_admin_user_accepts_only_admins_of_the_org(session, org, make_org):
+def test_acting_for_an_admin_accepts_only_admins_of_the_org(session, org, make_org):
+    """Clerk's inviter_user_id/requesting_user_id: the member named must administer."""
     make_member(org, "boss@example.com", "admin")
     make_member(org, "staff@example.com", "member")
     boss = get_or_create_user(session, "boss@example.com", "boss@example.com", None)
     staff = get_or_create_user(session, "staff@example.com", "staff@example.com", None)
-    assert org_admin_user(session, org, boss.id, "inviter_user_id") is boss
+    key = Actor.api_key("key_1")
+    acting = acting_for(session, org, key, boss.id, "inviter_user_id", must_administer=True)
+    assert (acting.api_key_id, acting.user_id) == ("key_1", boss.id)
+    # Without must_administer (the native API) any member will do.
+    assert acting_for(session, org, key, staff.id, "inviter_user_id").user_id == staff.id
     other = make_org("Other", "other")
-    for who, code in (
-        (staff.id, "not_an_admin"),
-        ("user_nope", "unknown_user"),
-        (5, "unknown_user"),
-    ):
+    refused = [
+        (org, staff.id, "not_an_admin", f"{staff.id!r} is not an admin of Acme"),
+        (org, "user_nope", "unknown_user", "'user_nope' is not a member of Acme"),
+        (org, 5, "unknown_user", "5 is not a member of Acme"),
+        (other, boss.id, "unknown_user", f"{boss.id!r} is not a member of Other"),
+    ]
+    for where, who, code, message in refused:
         with pytest.raises(ValidationFailed) as excinfo:
-            org_admin_user(session, org, who, "inviter_user_id")
-        assert field_error(excinfo)[:2] == ("inviter_user_id", code)
-    with pytest.raises(ValidationFailed) as excinfo:
-        org_admin_user(session, other, boss.id, "inviter_user_id")
-    assert field_error(excinfo)[:2] == ("inviter_user_id", "not_an_admin")
+            acting_for(session, where, key, who, "inviter_user_id", must_administer=True)
+        assert field_error(excinfo) == ("inviter_user_id", code, message)

@@ -40,8 +40,8 @@ from webapp.extensions import db
 from webapp.models import Invitation
 from webapp.models import Organization
 from webapp.models import User
-from webapp.services.access import org_admin_user
 from webapp.services.actors import Actor
+from webapp.services.actors import acting_for
 from webapp.services.errors import AlreadyInvited
 from webapp.services.errors import AlreadyMember
 from webapp.services.errors import FieldError
@@ -371,11 +371,9 @@ def _org(organization_id: str) -> Organization:
     return organization_for(db.session, principal(), organization_id)
 
 
-def _acting(org: Organization, user_id: object, field: str) -> Actor:
-    """The admin a request names (``inviter_user_id``/``requesting_user_id``), or the key."""
-    if user_id is None:
-        return principal().actor
-    return Actor.user(org_admin_user(db.session, org, user_id, field).id)
+def _acting(org: Organization, user_id: Any, field: str) -> Actor:
+    """The key, acting for the admin a request names (``inviter_user_id``, …) if any."""
+    return acting_for(db.session, org, principal().actor, user_id, field, must_administer=True)
 
 
 def _invitation_request(org: Organization, fields: dict[str, Any]) -> InvitationRequest:

@@ -1,4 +1,4 @@
-"""Who may manage which organization (from the dashboard, or on whose behalf an API acts)."""
+"""Who may manage which organization from the dashboard."""
 
 from __future__ import annotations
 
@@ -12,7 +12,6 @@ from webapp.models import OrgRole
 from webapp.models import User
 from webapp.services.errors import Forbidden
 from webapp.services.errors import NotFound
-from webapp.services.errors import ValidationFailed
 
 
 def managed_organizations(session: Session, user: User) -> list[Organization]:
@@ -54,23 +53,3 @@ def organization_for_admin(session: Session, user: User, slug: str) -> Organizat
     if role is None or not role.is_admin:
         raise Forbidden(f"you are not an admin of {org.name}")
     return org
-
-
-def org_admin_user(session: Session, org: Organization, user_id: object, field: str) -> User:
-    """The user ``user_id`` if their role administers ``org``, else ValidationFailed on ``field``.
-
-    For APIs that name the person they act for (Clerk's ``inviter_user_id``): only an
-    admin of the organization may invite or revoke.
-    """
-    user = session.get(User, user_id) if isinstance(user_id, str) else None
-    if user is None:
-        raise ValidationFailed.single(field, "unknown_user", f"no user {user_id!r}")
-    membership = session.scalar(
-        select(Membership).where(Membership.org_id == org.id, Membership.user_id == user.id)
-    )
-    role = org.role(membership.role) if membership is not None else None
-    if role is None or not role.is_admin:
-        raise ValidationFailed.single(
-            field, "not_an_admin", f"{user.id} is not an admin of {org.name}"
-        )
-    return user
