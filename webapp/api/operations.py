@@ -25,6 +25,10 @@ from flask import request
 from pydantic import BaseModel
 from pydantic import ValidationError
 
+from webapp.api.json_input import MAX_JSON_DEPTH
+from webapp.api.json_input import TOO_DEEP
+from webapp.api.json_input import nul_location
+from webapp.api.json_input import too_deep
 from webapp.api.principals import ApiPrincipal
 from webapp.api.principals import authenticate_request
 from webapp.api.principals import require_instance_key
@@ -304,30 +308,17 @@ def _raw_json() -> Any:
         data = json.loads(raw)
     except (UnicodeDecodeError, json.JSONDecodeError) as error:
         raise ApiProblem("malformed_request", f"the body is not valid JSON: {error}") from None
+    except RecursionError:
+        data = TOO_DEEP
+    if data is TOO_DEEP or too_deep(data):
+        error = FieldError(
+            "body", "too_deep", f"the body nests deeper than {MAX_JSON_DEPTH} levels"
+        )
+        raise ApiProblem("validation_failed", error.message, errors=[error])
     where = nul_location(data)
     if where is not None:
         raise _nul_problem(where or "body")
     return data
-
-
-def nul_location(value: Any, path: str = "") -> str | None:
-    """Where a NUL character hides in decoded JSON (no database stores one); None if nowhere."""
-    if isinstance(value, str):
-        return path if "\x00" in value else None
-    if isinstance(value, dict):
-        for key, item in value.items():
-            inner = f"{path}.{key}" if path else str(key)
-            if "\x00" in key:
-                return inner
-            found = nul_location(item, inner)
-            if found is not None:
-                return found
-    elif isinstance(value, list):
-        for index, item in enumerate(value):
-            found = nul_location(item, f"{path}[{index}]")
-            if found is not None:
-                return found
-    return None
 
 
 def _nul_problem(field_name: str) -> ApiProblem:
@@ -378,7 +369,7 @@ def request_fingerprint() -> str:
     raw = request.get_data(cache=True)
     try:
         body = json.dumps(json.loads(raw), sort_keys=True, separators=(",", ":")).encode()
-    except (UnicodeDecodeError, json.JSONDecodeError):
+    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError):
         body = raw
     digest = hashlib.sha256()
     for part in (request.method.encode(), request.full_path.encode(), body):

@@ -22,7 +22,10 @@ from flask import g
 from flask import request
 from werkzeug.exceptions import HTTPException
 
-from webapp.api.operations import nul_location
+from webapp.api.json_input import MAX_JSON_DEPTH
+from webapp.api.json_input import TOO_DEEP
+from webapp.api.json_input import nul_location
+from webapp.api.json_input import too_deep
 from webapp.api.principals import ApiPrincipal
 from webapp.api.principals import authenticate_request
 from webapp.api.rate_limits import count_request
@@ -110,8 +113,8 @@ def json_body(*, required: bool = True) -> Any:
     try:
         body = request.get_json(force=True, silent=True)
     except RecursionError:
-        body = _TOO_DEEP
-    if body is _TOO_DEEP or _too_deep(body):
+        body = TOO_DEEP
+    if body is TOO_DEEP or too_deep(body):
         raise ValidationFailed.single(
             "body", "too_deep", f"the request body nests deeper than {MAX_JSON_DEPTH} levels"
         )
@@ -121,24 +124,6 @@ def json_body(*, required: bool = True) -> Any:
     if where is not None:
         raise _nul_character(where or "body")
     return body
-
-
-# Deeper documents are refused before anything walks them recursively (a 1 MiB body of
-# brackets would otherwise exhaust Python's recursion limit: a 500).
-MAX_JSON_DEPTH = 32
-_TOO_DEEP = object()
-
-
-def _too_deep(document: Any) -> bool:
-    stack = [(document, 1)]
-    while stack:
-        value, depth = stack.pop()
-        if isinstance(value, dict | list):
-            if depth > MAX_JSON_DEPTH:
-                return True
-            children = value.values() if isinstance(value, dict) else value
-            stack.extend((child, depth + 1) for child in children)
-    return False
 
 
 def _nul_character(name: str) -> ValidationFailed:
