@@ -19,7 +19,6 @@ import argparse
 import http.cookiejar
 import os
 import re
-import subprocess
 import sys
 import time
 import urllib.parse
@@ -31,13 +30,14 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from sqlalchemy import select  # noqa: E402
 
 from bench.common import free_port  # noqa: E402
+from bench.common import gunicorn  # noqa: E402
 from bench.common import median  # noqa: E402
 from bench.common import percentile  # noqa: E402
 from bench.common import scratch_app  # noqa: E402
-from bench.seed import seed  # noqa: E402
+from bench.common import seeded_org  # noqa: E402
+from bench.common import wrk  # noqa: E402
 from webapp.extensions import db  # noqa: E402
 from webapp.models import Invitation  # noqa: E402
-from webapp.models import Organization  # noqa: E402
 from webapp.services.users import create_admin_user  # noqa: E402
 
 PASSWORD = "bench password 123"
@@ -73,47 +73,6 @@ def server_times(client, path: str, count: int) -> list[float]:
     return times
 
 
-def gunicorn(app_spec: str, port: int, env: dict) -> subprocess.Popen:
-    process = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "gunicorn",
-            "--workers",
-            "2",
-            "--bind",
-            f"127.0.0.1:{port}",
-            "--log-level",
-            "warning",
-            app_spec,
-        ],
-        env=env,
-        cwd=str(Path(__file__).resolve().parent.parent),
-    )
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        try:
-            urllib.request.urlopen(
-                f"http://127.0.0.1:{port}/healthz"
-                if "webapp" in app_spec
-                else f"http://127.0.0.1:{port}/",
-                timeout=1,
-            )
-            return process
-        except OSError:
-            time.sleep(0.2)
-    process.kill()
-    raise RuntimeError(f"gunicorn {app_spec} did not start")
-
-
-def wrk(url: str, headers: list[str], seconds: int = 10) -> float:
-    args = ["wrk", "-t2", "-c8", f"-d{seconds}s", "--latency"]
-    for header in headers:
-        args += ["-H", header]
-    output = subprocess.run(args + [url], capture_output=True, text=True, check=True).stdout
-    return float(re.search(r"Requests/sec:\s+([\d.]+)", output).group(1))
-
-
 def session_cookie(base: str) -> str:
     jar = http.cookiejar.CookieJar()
     opener = urllib.request.build_opener(urllib.request.HTTPCookieProcessor(jar))
@@ -139,12 +98,7 @@ def main() -> None:
     args = parser.parse_args()
 
     app = scratch_app(args.database_url, SESSION_COOKIE_SECURE=False)
-    if args.reuse:
-        with app.app_context():
-            org_id = db.session.scalar(select(Organization.id).where(Organization.slug == "big"))
-    else:
-        print(f"seeding {args.count:,} invitations into {app.config['DATABASE_URL']} …", flush=True)
-        org_id = seed(app, args.count)
+    org_id = seeded_org(app, args.count, args.reuse)
     with app.app_context():
         create_admin_user(db.session, email="bench@example.com", password=PASSWORD)
         db.session.commit()
@@ -195,8 +149,8 @@ def main() -> None:
                 f"http://127.0.0.1:{app_port}{base}",
                 [f"Cookie: {cookie}", "HX-Request: true"],
                 args.throughput_seconds,
-            )
-            bare = wrk(f"http://127.0.0.1:{hello_port}/", [], args.throughput_seconds)
+            ).rate
+            bare = wrk(f"http://127.0.0.1:{hello_port}/", [], args.throughput_seconds).rate
             fragment_rates.append(fragment)
             hello_rates.append(bare)
             ratios.append(fragment / bare)

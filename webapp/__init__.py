@@ -79,9 +79,8 @@ def _apply_settings(app: Flask, settings: dict[str, Any], require_secret_key: bo
     app.config["SQLALCHEMY_ENGINES"] = {"default": engine}
     app.config["ALEMBIC"] = {"script_location": str(PACKAGE_DIR / "migrations")}
     app.config["ALEMBIC_CONTEXT"] = {"include_object": include_in_migrations}
-    if app.config.get("MAX_CONTENT_LENGTH") is None:
-        # Flask's own default is None (no limit), so setdefault would never apply this.
-        app.config["MAX_CONTENT_LENGTH"] = 1024 * 1024
+    # Flask's defaults hold the key with None (no limit): set it, don't setdefault it.
+    app.config["MAX_CONTENT_LENGTH"] = settings.get("MAX_CONTENT_LENGTH") or 1024 * 1024
     app.config.update(
         SESSION_COOKIE_HTTPONLY=True,
         SESSION_COOKIE_SAMESITE="Lax",
@@ -116,6 +115,7 @@ def register_extensions(app: Flask) -> None:
     from webapp.extensions import login_manager
 
     db.init_app(app)
+    _drop_async_session_teardown(app)
     with app.app_context():
         configure_engine(db.engine)
     alembic.init_app(app)
@@ -126,7 +126,18 @@ def register_extensions(app: Flask) -> None:
     login_manager.session_protection = "strong"
 
 
+def _drop_async_session_teardown(app: Flask) -> None:
+    """Flask-SQLAlchemy-Lite also closes async sessions, with an async teardown function
+    that Flask runs through asgiref: a thread and an event loop on every request (about a
+    millisecond). OrgInvites has no async engines, so the function has nothing to do."""
+    app.teardown_appcontext_funcs[:] = [
+        f for f in app.teardown_appcontext_funcs if f.__name__ != "_close_async_sessions"
+    ]
+
+
 def register_blueprints(app: Flask) -> None:
+    from webapp.api import register_api
+    from webapp.compat import register_compat_apis
     from webapp.web.acceptance import blueprint as acceptance_blueprint
     from webapp.web.dashboard.activity import blueprint as activity_blueprint
     from webapp.web.dashboard.admin import blueprint as admin_blueprint
@@ -157,6 +168,8 @@ def register_blueprints(app: Flask) -> None:
         dev_mailbox_blueprint,
     ):
         app.register_blueprint(blueprint)
+    register_api(app)
+    register_compat_apis(app)
     register_error_handlers(app)
     register_security_headers(app)
     register_filters(app)

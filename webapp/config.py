@@ -6,6 +6,8 @@ import os
 from collections.abc import Mapping
 from typing import Any
 
+from limits import parse as parse_limit
+
 
 class ConfigError(RuntimeError):
     """The environment holds a value the application cannot run with."""
@@ -50,6 +52,8 @@ SETTINGS: dict[str, tuple[Any, Any]] = {
     "ACCEPT_RATE_LIMIT_PER_IP": ("60/minute", None),
     "ACCEPT_RATE_LIMIT_PER_TOKEN": ("20/minute", None),
     "LOGIN_RATE_LIMIT": ("10/minute", None),
+    "API_RATE_LIMIT_PER_KEY": ("1200/minute", None),
+    "API_RATE_LIMIT_PER_ORG": ("3000/minute", None),
     # CSV import: caps on one file, what runs inside the upload request, concurrency.
     "IMPORT_MAX_ROWS": (100_000, _as_int),
     "IMPORT_MAX_BYTES": (10 * 1024 * 1024, _as_int),
@@ -58,6 +62,14 @@ SETTINGS: dict[str, tuple[Any, Any]] = {
     "IMPORT_MAX_ACTIVE_PER_ORG": (3, _as_int),
     "IMPORT_BATCH_ROWS": (2_000, _as_int),
 }
+
+RATE_LIMITS = (
+    "ACCEPT_RATE_LIMIT_PER_IP",
+    "ACCEPT_RATE_LIMIT_PER_TOKEN",
+    "LOGIN_RATE_LIMIT",
+    "API_RATE_LIMIT_PER_KEY",
+    "API_RATE_LIMIT_PER_ORG",
+)
 
 ENUMS = {
     "MAIL_BACKEND": {"dev", "smtp", None},
@@ -75,6 +87,13 @@ def from_environment(environ: Mapping[str, str] | None = None) -> dict[str, Any]
             values[name] = default
         else:
             values[name] = parser(name, raw) if parser else raw
+    for name in RATE_LIMITS:
+        try:
+            parse_limit(values[name])
+        except ValueError:
+            raise ConfigError(
+                f"ORGINVITES_{name} must be a rate limit such as '600/minute', got {values[name]!r}"
+            ) from None
     for name, allowed in ENUMS.items():
         if values[name] not in allowed:
             choices = " | ".join(sorted(a for a in allowed if a))

@@ -4,7 +4,12 @@ from __future__ import annotations
 
 import hashlib
 import secrets
+from dataclasses import dataclass
+from datetime import datetime
+from datetime import timedelta
 
+from sqlalchemy import Connection
+from sqlalchemy import or_
 from sqlalchemy import select
 from sqlalchemy import update
 from sqlalchemy.orm import Session
@@ -50,15 +55,51 @@ def create_api_key(
     return key, raw
 
 
-def authenticate_api_key(session: Session, raw: str) -> ApiKey | None:
-    """The live key matching ``raw``, with its last-used time updated; None otherwise."""
-    if not raw or not raw.startswith(KEY_PREFIX) or len(raw) > 100:
+# last_used_at is written at most this often per key: a read request should not
+# have to take the database's write lock every time.
+LAST_USED_RESOLUTION = timedelta(minutes=1)
+
+
+@dataclass(frozen=True)
+class LiveKey:
+    id: str
+    org_id: str | None
+    name: str
+    last_used_at: datetime | None
+
+
+def find_live_api_key(connection: Connection, raw: str) -> LiveKey | None:
+    """The unrevoked key matching ``raw``; None for anything else (reads only)."""
+    if not isinstance(raw, str) or not raw.startswith(KEY_PREFIX) or len(raw) > 100:
         return None
-    key = session.scalar(select(ApiKey).where(ApiKey.key_hash == _hash_key(raw)))
-    if key is None or key.revoked_at is not None:
-        return None
-    key.last_used_at = utcnow()
-    return key
+    row = connection.execute(
+        select(ApiKey.id, ApiKey.org_id, ApiKey.name, ApiKey.last_used_at).where(
+            ApiKey.key_hash == _hash_key(raw), ApiKey.revoked_at.is_(None)
+        )
+    ).first()
+    return LiveKey(row.id, row.org_id, row.name, row.last_used_at) if row else None
+
+
+def last_used_is_stale(key: LiveKey, now: datetime) -> bool:
+    return key.last_used_at is None or now - key.last_used_at >= LAST_USED_RESOLUTION
+
+
+def record_key_use(connection: Connection, key_id: str, now: datetime) -> None:
+    """Move last_used_at forward (conditional, so racing processes write it once)."""
+    connection.execute(
+        update(ApiKey)
+        .where(
+            ApiKey.id == key_id,
+            or_(ApiKey.last_used_at.is_(None), ApiKey.last_used_at <= now - LAST_USED_RESOLUTION),
+        )
+        .values(last_used_at=now)
+    )
+
+
+def list_api_keys(session: Session, org: Organization | None) -> list[ApiKey]:
+    """Keys of ``org`` (instance keys when None), newest first, revoked ones included."""
+    condition = ApiKey.org_id.is_(None) if org is None else ApiKey.org_id == org.id
+    return list(session.scalars(select(ApiKey).where(condition).order_by(ApiKey.created_at.desc())))
 
 
 def revoke_api_key(session: Session, key_id: str, org: Organization | None) -> ApiKey:

@@ -31,7 +31,11 @@ def event_row(
         "type": event_type,
         "actor_type": actor.kind,
         "actor_id": actor.id,
-        "data": data or {},
+        "data": (
+            {**(data or {}), "on_behalf_of_user_id": actor.on_behalf_of_user_id}
+            if actor.on_behalf_of_user_id
+            else data or {}
+        ),
         "created_at": now or utcnow(),
     }
 

@@ -523,8 +523,8 @@ def create_checked_invitations(
             return result
         check_quota(session, org, now, adding=len(fresh))
     fresh.sort(key=lambda i: keys[i])
-    inviter_user_id = actor.id if actor.kind == "user" else None
-    inviter_api_key_id = actor.id if actor.kind == "api_key" else None
+    inviter_user_id = actor.user_id
+    inviter_api_key_id = actor.api_key_id
     rows: list[dict[str, Any]] = []
     tokens: dict[str, tuple[int, str]] = {}
     for i in fresh:

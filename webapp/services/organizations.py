@@ -144,11 +144,16 @@ def create_organization(
     return org
 
 
+def admin_role(org: Organization) -> OrgRole | None:
+    """The organization's first role that administers it (None if no role does)."""
+    return next((r for r in org.roles if r.is_admin), None)
+
+
 def add_admin_member(
     session: Session, org: Organization, user: User, *, actor: Actor
 ) -> Membership:
     """Make ``user`` a member of ``org`` with its first admin role (e.g. its creator)."""
-    role = next((r for r in org.roles if r.is_admin), None)
+    role = admin_role(org)
     if role is None:
         raise Conflict(f"{org.name} has no admin role", code="no_admin_role")
     if session.scalar(
@@ -178,13 +183,15 @@ def add_admin_member(
     return membership
 
 
-def get_organization(session: Session, ref: str) -> Organization:
-    """Find an organization by slug or id, or raise NotFound naming the reference."""
-    org = session.scalar(
-        select(Organization)
-        .where(or_(Organization.slug == ref, Organization.id == ref))
-        .options(selectinload(Organization.roles))
-    )
+def get_organization(session: Session, ref: str, *, with_roles: bool = True) -> Organization:
+    """Find an organization by slug or id, or raise NotFound naming the reference.
+
+    ``with_roles=False`` skips loading the roles up front (they load when first used).
+    """
+    statement = select(Organization).where(or_(Organization.slug == ref, Organization.id == ref))
+    if with_roles:
+        statement = statement.options(selectinload(Organization.roles))
+    org = session.scalar(statement)
     if org is None:
         raise NotFound(f"no organization {ref!r}")
     return org
@@ -211,7 +218,8 @@ def organizations_by_id(session: Session, ids: Sequence[str]) -> dict[str, Organ
     }
 
 
-_UNSET = object()
+# "Leave as it is" (None means: clear it) for the settings that can be cleared.
+UNSET = object()
 
 
 def update_organization(
@@ -223,8 +231,8 @@ def update_organization(
     default_expiry_seconds: int | None = None,
     allowed_redirect_origins: Sequence[str] | None = None,
     add_redirect_origins: Sequence[str] = (),
-    default_redirect_url: object = _UNSET,
-    invite_quota: object = _UNSET,
+    default_redirect_url: object = UNSET,
+    invite_quota: object = UNSET,
     actor: Actor | None = None,
 ) -> Organization:
     """Change settings; every value is checked and all problems are reported together.
@@ -271,7 +279,7 @@ def update_organization(
             elif origin not in origins:
                 origins.append(origin)
         org.allowed_redirect_origins = origins
-    if default_redirect_url is not _UNSET:
+    if default_redirect_url is not UNSET:
         if default_redirect_url in (None, ""):
             org.default_redirect_url = None
         else:
@@ -282,7 +290,7 @@ def update_organization(
                 errors.append(checked)
             else:
                 org.default_redirect_url = checked
-    if invite_quota is not _UNSET:
+    if invite_quota is not UNSET:
         if invite_quota is not None and (not isinstance(invite_quota, int) or invite_quota < 0):
             errors.append(
                 FieldError("invite_quota", "invalid", "the quota must be a whole number ≥ 0")

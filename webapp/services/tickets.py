@@ -54,10 +54,14 @@ def issue_ticket(invitation: Invitation) -> str:
     )
 
 
-def verify_ticket(session: Session, ticket: str) -> VerifiedAcceptance:
+def verify_ticket(
+    session: Session, ticket: str, *, org_id: str | None = None
+) -> VerifiedAcceptance:
     """Check signature, age and single use; return what the acceptance created.
 
-    Raises InvalidTicket (tampered, expired, already verified, or not accepted).
+    With ``org_id`` (an org-scoped API key), another organization's ticket is invalid
+    and is not used up. Raises InvalidTicket (tampered, expired, already verified, or
+    not accepted).
     """
     try:
         payload = _serializer().loads(ticket)
@@ -67,6 +71,7 @@ def verify_ticket(session: Session, ticket: str) -> VerifiedAcceptance:
     invitation = session.get(Invitation, invitation_id)
     if (
         invitation is None
+        or (org_id is not None and invitation.org_id != org_id)
         or invitation.status != InvitationStatus.ACCEPTED.value
         or invitation.accepted_at is None
         or int(invitation.accepted_at.timestamp()) != accepted_ts

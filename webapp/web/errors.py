@@ -2,8 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from flask import Flask
+from flask import Response
+from flask import current_app
 from flask import render_template
+from flask import request
 from werkzeug.exceptions import HTTPException
 
 MESSAGES = {
@@ -17,7 +22,22 @@ MESSAGES = {
 }
 
 
+ErrorRenderer = Callable[[HTTPException], Response]
+_RENDERERS = "orginvites.error_renderers"
+
+
+def register_error_renderer(app: Flask, path_prefix: str, renderer: ErrorRenderer) -> None:
+    """Errors under ``path_prefix`` (unknown URLs, 405s, 413s too) answer through ``renderer``.
+
+    The JSON APIs use this so that even routing errors come in their own envelope.
+    """
+    app.extensions.setdefault(_RENDERERS, {})[path_prefix] = renderer
+
+
 def _render(error: HTTPException):
+    for prefix, renderer in current_app.extensions.get(_RENDERERS, {}).items():
+        if request.path == prefix or request.path.startswith(prefix + "/"):
+            return renderer(error)
     code = error.code or 500
     title, message = MESSAGES.get(code, (error.name, error.description or ""))
     # A message given with abort(code, "…") says more than the generic one.

@@ -1,0 +1,109 @@
+"""Who calls the API: an API key from the request's headers, never a cookie.
+
+Shared by the native API and the compat layers (each reads the key the way its
+vendor's SDK sends it, then asks the same questions of the same principal).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from flask import g
+from flask import request
+from sqlalchemy.orm import Session
+
+from webapp.clock import utcnow
+from webapp.extensions import db
+from webapp.models import Organization
+from webapp.services.actors import Actor
+from webapp.services.api_keys import find_live_api_key
+from webapp.services.api_keys import last_used_is_stale
+from webapp.services.api_keys import record_key_use
+from webapp.services.errors import Forbidden
+from webapp.services.errors import NotFound
+from webapp.services.organizations import get_organization
+
+
+@dataclass(frozen=True)
+class ApiPrincipal:
+    """An authenticated API key: org-scoped (``org_id``) or instance-wide (None)."""
+
+    key_id: str
+    org_id: str | None
+    name: str
+
+    @property
+    def is_instance(self) -> bool:
+        return self.org_id is None
+
+    @property
+    def actor(self) -> Actor:
+        return Actor.api_key(self.key_id)
+
+
+def key_from_headers(*, accept_x_api_key: bool = False) -> str | None:
+    """The raw key from ``Authorization: Bearer …`` (or ``X-Api-Key`` where allowed)."""
+    header = request.headers.get("Authorization", "")
+    scheme, _, value = header.partition(" ")
+    if scheme.lower() == "bearer" and value.strip():
+        return value.strip()
+    if accept_x_api_key:
+        value = request.headers.get("X-Api-Key", "").strip()
+        if value:
+            return value
+    return None
+
+
+def authenticate_request(*, accept_x_api_key: bool = False) -> ApiPrincipal | None:
+    """The principal behind this request's key, or None (missing, unknown or revoked).
+
+    The lookup runs on the request's session. The key's last-used time is written at
+    most once a minute: within the request's transaction when it writes anyway, else on
+    a short connection of its own, so that a read request stays a read.
+    """
+    raw = key_from_headers(accept_x_api_key=accept_x_api_key)
+    if raw is None:
+        return None
+    key = find_live_api_key(db.session.connection(), raw)
+    if key is None:
+        return None
+    now = utcnow()
+    if last_used_is_stale(key, now):
+        if request.method in ("GET", "HEAD"):
+            with db.engine.begin() as connection:
+                record_key_use(connection, key.id, now)
+        else:
+            record_key_use(db.session.connection(), key.id, now)
+    principal = ApiPrincipal(key_id=key.id, org_id=key.org_id, name=key.name)
+    g.api_principal = principal
+    return principal
+
+
+def organization_for(session: Session, principal: ApiPrincipal, ref: str) -> Organization:
+    """The organization ``ref`` (id or slug) as this key may see it.
+
+    An org key sees only its own organization: any other is NotFound, exactly like one
+    that does not exist, so keys cannot probe for other tenants.
+    """
+    try:
+        org = get_organization(session, ref, with_roles=False)
+    except NotFound:
+        raise NotFound(f"no organization {ref!r}") from None
+    if principal.org_id is not None and org.id != principal.org_id:
+        raise NotFound(f"no organization {ref!r}")
+    return org
+
+
+def own_organization(session: Session, principal: ApiPrincipal) -> Organization:
+    """The organization of an org-scoped key (the compat APIs have no org in the path)."""
+    if principal.org_id is None:
+        raise Forbidden("this endpoint acts on one organization: use an API key created with --org")
+    org = session.get(Organization, principal.org_id)
+    if org is None:
+        raise NotFound("the key's organization no longer exists")
+    return org
+
+
+def require_instance_key(principal: ApiPrincipal) -> None:
+    if not principal.is_instance:
+        raise Forbidden("this endpoint needs an instance-wide API key (api-keys create --instance)")
