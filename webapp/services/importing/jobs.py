@@ -457,6 +457,8 @@ def _check_step(session: Session, job: ImportJob, runner_id: str, limits: Import
     job.locked_by = job.locked_until = None
     job.updated_at = utcnow()
     session.commit()
+    # Nobody may confirm for days: the worker does not keep the rows meanwhile.
+    _remember(job.id, None)
 
 
 def _import_step(
