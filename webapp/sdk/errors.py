@@ -236,12 +236,5 @@ def error_from_response(
 
 
 def _fallback_code(status: int) -> str:
-    return {
-        400: "malformed_request",
-        401: "unauthenticated",
-        403: "forbidden",
-        404: "not_found",
-        409: "conflict",
-        422: "validation_failed",
-        429: "rate_limited",
-    }.get(status, "internal_error" if status >= 500 else "http_error")
+    """The code of an answer that is not a problem document (say, a proxy's 502 page)."""
+    return f"http_{status}"
