@@ -109,12 +109,13 @@ class RecordingTransport(httpx.BaseTransport):
 
     ``drop_responses`` makes the first N POST answers get lost after the server has
     handled them, as when a connection breaks on the way back. ``gateway_failures``
-    answers the first N requests with a 503 from a "load balancer" in front of the
-    server, without reaching it.
+    answers N requests with a 503 from a "load balancer" in front of the server,
+    without reaching it, after letting ``gateway_passes`` requests through.
     """
 
     drop_responses: int = 0
     gateway_failures: int = 0
+    gateway_passes: int = 0
     exchanges: list[Exchange] = field(default_factory=list)
     inner: httpx.HTTPTransport = field(default_factory=httpx.HTTPTransport)
 
@@ -128,7 +129,9 @@ class RecordingTransport(httpx.BaseTransport):
             sent_at=time.monotonic(),
         )
         self.exchanges.append(record)
-        if self.gateway_failures:
+        if self.gateway_failures and self.gateway_passes:
+            self.gateway_passes -= 1
+        elif self.gateway_failures:
             self.gateway_failures -= 1
             record.status = 503
             return httpx.Response(

@@ -19,8 +19,13 @@ from click.testing import Result
 from tests.live import free_port
 from tests.sdk_world import OWNER_EMAIL
 from tests.sdk_world import LiveApi
+from tests.sdk_world import RecordingTransport
 from tests.sdk_world import live_api
 from webapp.cli import cli as orginvites_cli
+from webapp.cli.invitation_backends import CreateOptions
+from webapp.cli.invitation_backends import RemoteInvitations
+from webapp.cli.invitations import show_created
+from webapp.sdk import Client
 
 
 @pytest.fixture
@@ -187,6 +192,23 @@ def test_create_json_and_links_match_local_mode(live):
     assert text.stdout.splitlines()[2].startswith(
         f"           link (shown once): {live.url}/invitations/accept/"
     )
+
+
+def test_a_request_failing_midway_reports_the_rest_as_failed(live, capsys):
+    """Over 1,000 addresses go as several requests; when a later one fails, what the
+    earlier ones did is still reported (the backend, driven as the command drives it)."""
+    addresses = [f"m{n:04d}@example.com" for n in range(1003)]
+    transport = RecordingTransport(gateway_passes=2, gateway_failures=1)  # GET org, 1st POST
+    with Client(live.url, live.org_key, transport=transport, max_retries=0) as client:
+        created = RemoteInvitations(client).create("acme", addresses, CreateOptions())
+    assert created.org_name == "Acme"
+    assert [i.email for i in created.invited] == addresses[:1000]
+    assert [f.email for f in created.failed] == addresses[1000:]
+    assert {(f.code, f.message.split(":")[0]) for f in created.failed} == {("http_503", "HTTP 503")}
+    show_created(created, len(addresses), as_json=False)
+    printed = capsys.readouterr().out.splitlines()
+    assert printed[0] == "Invited 1000 of 1003 to Acme."
+    assert printed[1001] == "Failed 3:"
 
 
 def test_options_wrong_for_every_address_are_one_error_as_in_local_mode(live):

@@ -283,6 +283,20 @@ def test_create_many_splits_more_than_a_thousand_keeping_indexes(live):
     assert all(s.email == addresses[s.index] for s in successes)
 
 
+def test_a_request_failing_midway_keeps_the_results_of_the_earlier_ones(live):
+    addresses = emails("half", 1003)
+    transport = RecordingTransport(gateway_passes=1, gateway_failures=1)
+    with live.client(transport=transport, max_retries=0) as client:
+        with pytest.raises(ServerError) as failed:
+            client.organization_invitations.create_many("acme", emails=addresses)
+        assert failed.value.partial_results is not None
+        successes, errors = failed.value.partial_results
+        assert errors == []
+        assert [s.index for s in successes] == list(range(1000))
+        total = client.organization_invitations.list_page("acme", limit=1).total_count
+    assert total == 1000  # the second request never reached the server
+
+
 def test_list_pages_automatically_over_every_invitation_once(live):
     with live.client() as client:
         successes, errors = client.organization_invitations.create_many(

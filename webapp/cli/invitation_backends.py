@@ -304,16 +304,31 @@ class RemoteInvitations:
         expires_at = None
         if options.expires_in_hours:
             expires_at = datetime.now(UTC) + timedelta(hours=options.expires_in_hours)
-        successes, errors = self.invitations.create_many(
-            org.id,
-            emails=addresses,
-            role=options.role,
-            redirect_url=options.redirect_url,
-            expires_in_days=options.expires_in_days,
-            expires_at=expires_at,
-            message=options.message,
-            notify=options.notify,
-        )
+        try:
+            successes, errors = self.invitations.create_many(
+                org.id,
+                emails=addresses,
+                role=options.role,
+                redirect_url=options.redirect_url,
+                expires_in_days=options.expires_in_days,
+                expires_at=expires_at,
+                message=options.message,
+                notify=options.notify,
+            )
+        except OrgInvitesError as error:
+            if error.partial_results is None:
+                raise
+            # More than 1,000 addresses went as several requests and a later one failed:
+            # report what the earlier ones did, and the rest as failed with the reason.
+            successes, errors = error.partial_results
+            done = {s.index for s in successes} | {e.index for e in errors}
+            failed = [Failure(e.email or "", e.code, e.detail) for e in errors]
+            failed += [
+                Failure(address, error.code, error.detail)
+                for index, address in enumerate(addresses)
+                if index not in done
+            ]
+            return Created(org.name, [s.invitation for s in successes], failed)
         shared = _shared_problem(errors, len(addresses))
         if shared:
             raise InputError(shared)
