@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import os
+import re
 import socket
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
+import urllib.request
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 
 from webapp import create_app
@@ -97,3 +101,67 @@ def percentile(values: list[float], fraction: float) -> float:
 
 def median(values: list[float]) -> float:
     return statistics.median(values)
+
+
+def gunicorn(app_spec: str, port: int, env: dict, workers: int = 2) -> subprocess.Popen:
+    """Start ``gunicorn app_spec`` on 127.0.0.1:port and wait until it answers."""
+    process = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "gunicorn",
+            "--workers",
+            str(workers),
+            "--bind",
+            f"127.0.0.1:{port}",
+            "--log-level",
+            "warning",
+            app_spec,
+        ],
+        env=env,
+        cwd=str(BENCH_DIR.parent),
+    )
+    probe = (
+        f"http://127.0.0.1:{port}/healthz" if "webapp" in app_spec else f"http://127.0.0.1:{port}/"
+    )
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        try:
+            urllib.request.urlopen(probe, timeout=1)
+            return process
+        except OSError:
+            time.sleep(0.2)
+    process.kill()
+    raise RuntimeError(f"gunicorn {app_spec} did not start")
+
+
+@dataclass
+class WrkResult:
+    rate: float  # requests per second
+    p50_ms: float
+    p99_ms: float
+    non_2xx: int
+
+
+def _millis(text: str) -> float:
+    value, unit = re.match(r"([\d.]+)(us|ms|s)", text).groups()
+    return float(value) * {"us": 0.001, "ms": 1.0, "s": 1000.0}[unit]
+
+
+def wrk(url: str, headers: list[str], seconds: int = 10, script: str | None = None) -> WrkResult:
+    """Load ``url`` with wrk (2 threads, 8 connections); rate and latency percentiles."""
+    args = ["wrk", "-t2", "-c8", f"-d{seconds}s", "--latency"]
+    for header in headers:
+        args += ["-H", header]
+    if script:
+        args += ["-s", script]
+    output = subprocess.run(
+        args + [url], capture_output=True, text=True, check=True, env=os.environ
+    ).stdout
+    errors = re.search(r"Non-2xx or 3xx responses: (\d+)", output)
+    return WrkResult(
+        rate=float(re.search(r"Requests/sec:\s+([\d.]+)", output).group(1)),
+        p50_ms=_millis(re.search(r"\s50%\s+(\S+)", output).group(1)),
+        p99_ms=_millis(re.search(r"\s99%\s+(\S+)", output).group(1)),
+        non_2xx=int(errors.group(1)) if errors else 0,
+    )

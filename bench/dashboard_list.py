@@ -19,7 +19,6 @@ import argparse
 import http.cookiejar
 import os
 import re
-import subprocess
 import sys
 import time
 import urllib.parse
@@ -31,9 +30,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from sqlalchemy import select  # noqa: E402
 
 from bench.common import free_port  # noqa: E402
+from bench.common import gunicorn  # noqa: E402
 from bench.common import median  # noqa: E402
 from bench.common import percentile  # noqa: E402
 from bench.common import scratch_app  # noqa: E402
+from bench.common import wrk  # noqa: E402
 from bench.seed import seed  # noqa: E402
 from webapp.extensions import db  # noqa: E402
 from webapp.models import Invitation  # noqa: E402
@@ -71,47 +72,6 @@ def server_times(client, path: str, count: int) -> list[float]:
         times.append(time.perf_counter() - started)
         assert response.status_code == 200, (path, response.status_code)
     return times
-
-
-def gunicorn(app_spec: str, port: int, env: dict) -> subprocess.Popen:
-    process = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "gunicorn",
-            "--workers",
-            "2",
-            "--bind",
-            f"127.0.0.1:{port}",
-            "--log-level",
-            "warning",
-            app_spec,
-        ],
-        env=env,
-        cwd=str(Path(__file__).resolve().parent.parent),
-    )
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        try:
-            urllib.request.urlopen(
-                f"http://127.0.0.1:{port}/healthz"
-                if "webapp" in app_spec
-                else f"http://127.0.0.1:{port}/",
-                timeout=1,
-            )
-            return process
-        except OSError:
-            time.sleep(0.2)
-    process.kill()
-    raise RuntimeError(f"gunicorn {app_spec} did not start")
-
-
-def wrk(url: str, headers: list[str], seconds: int = 10) -> float:
-    args = ["wrk", "-t2", "-c8", f"-d{seconds}s", "--latency"]
-    for header in headers:
-        args += ["-H", header]
-    output = subprocess.run(args + [url], capture_output=True, text=True, check=True).stdout
-    return float(re.search(r"Requests/sec:\s+([\d.]+)", output).group(1))
 
 
 def session_cookie(base: str) -> str:
@@ -195,8 +155,8 @@ def main() -> None:
                 f"http://127.0.0.1:{app_port}{base}",
                 [f"Cookie: {cookie}", "HX-Request: true"],
                 args.throughput_seconds,
-            )
-            bare = wrk(f"http://127.0.0.1:{hello_port}/", [], args.throughput_seconds)
+            ).rate
+            bare = wrk(f"http://127.0.0.1:{hello_port}/", [], args.throughput_seconds).rate
             fragment_rates.append(fragment)
             hello_rates.append(bare)
             ratios.append(fragment / bare)

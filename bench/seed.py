@@ -29,9 +29,9 @@ from webapp.services.counters import rebuild_counters  # noqa: E402
 from webapp.services.organizations import create_organization  # noqa: E402
 
 BATCH = 10_000
-STATUSES = ["accepted"] * 45 + ["pending"] * 25 + ["expired"] * 12 + ["revoked"] * 8 + [
-    "declined"
-] * 10
+STATUSES = (
+    ["accepted"] * 45 + ["pending"] * 25 + ["expired"] * 12 + ["revoked"] * 8 + ["declined"] * 10
+)
 
 
 def seed(app, count: int, slug: str = "big") -> str:
@@ -48,8 +48,10 @@ def seed(app, count: int, slug: str = "big") -> str:
         for n in range(start, min(count, start + BATCH)):
             status = STATUSES[n % len(STATUSES)]
             # Pending ones are recent; everything else spread over six months.
-            age = rng.uniform(0, 6 * 86400) if status == "pending" else rng.uniform(
-                8 * 86400, 180 * 86400
+            age = (
+                rng.uniform(0, 6 * 86400)
+                if status == "pending"
+                else rng.uniform(8 * 86400, 180 * 86400)
             )
             created = now - timedelta(seconds=age)
             email = f"person{n}@company{n % 997}.example"

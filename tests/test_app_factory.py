@@ -52,6 +52,7 @@ def test_settings_come_from_the_environment(clean_env, tmp_path):
         ("ORGINVITES_MAIL_BACKEND", "sendmail", "ORGINVITES_MAIL_BACKEND must be one of"),
         ("ORGINVITES_SMTP_PORT", "twenty-five", "ORGINVITES_SMTP_PORT must be a whole number"),
         ("ORGINVITES_SESSION_COOKIE_SECURE", "maybe", "must be true or false"),
+        ("ORGINVITES_API_RATE_LIMIT_PER_KEY", "lots", "ORGINVITES_API_RATE_LIMIT_PER_KEY must be"),
     ],
 )
 def test_bad_setting_names_the_variable(clean_env, name, value, message):
@@ -90,3 +91,9 @@ def test_start_page_and_stylesheet_are_served(app):
     assert css.status_code == 200
     assert b"focus-visible" in css.data
     css.close()
+
+
+def test_request_bodies_over_one_mebibyte_are_refused(app):
+    """The global MAX_CONTENT_LENGTH (1 MiB) applies to every form."""
+    response = app.test_client().post("/login", data={"email": "a" * (1024 * 1024 + 10)})
+    assert response.status_code == 413

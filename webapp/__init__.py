@@ -79,7 +79,8 @@ def _apply_settings(app: Flask, settings: dict[str, Any], require_secret_key: bo
     app.config["SQLALCHEMY_ENGINES"] = {"default": engine}
     app.config["ALEMBIC"] = {"script_location": str(PACKAGE_DIR / "migrations")}
     app.config["ALEMBIC_CONTEXT"] = {"include_object": include_in_migrations}
-    app.config.setdefault("MAX_CONTENT_LENGTH", 1024 * 1024)
+    # Flask's defaults hold the key with None (no limit): set it, don't setdefault it.
+    app.config["MAX_CONTENT_LENGTH"] = settings.get("MAX_CONTENT_LENGTH") or 1024 * 1024
     app.config.update(
         SESSION_COOKIE_HTTPONLY=True,
         SESSION_COOKIE_SAMESITE="Lax",
@@ -114,6 +115,7 @@ def register_extensions(app: Flask) -> None:
     from webapp.extensions import login_manager
 
     db.init_app(app)
+    _drop_async_session_teardown(app)
     with app.app_context():
         configure_engine(db.engine)
     alembic.init_app(app)
@@ -122,6 +124,15 @@ def register_extensions(app: Flask) -> None:
     csrf.init_app(app)
     login_manager.init_app(app)
     login_manager.session_protection = "strong"
+
+
+def _drop_async_session_teardown(app: Flask) -> None:
+    """Flask-SQLAlchemy-Lite also closes async sessions, with an async teardown function
+    that Flask runs through asgiref: a thread and an event loop on every request (about a
+    millisecond). OrgInvites has no async engines, so the function has nothing to do."""
+    app.teardown_appcontext_funcs[:] = [
+        f for f in app.teardown_appcontext_funcs if f.__name__ != "_close_async_sessions"
+    ]
 
 
 def register_blueprints(app: Flask) -> None:

@@ -6,6 +6,8 @@ import os
 from collections.abc import Mapping
 from typing import Any
 
+from limits import parse as parse_limit
+
 
 class ConfigError(RuntimeError):
     """The environment holds a value the application cannot run with."""
@@ -54,6 +56,14 @@ SETTINGS: dict[str, tuple[Any, Any]] = {
     "API_RATE_LIMIT_PER_ORG": ("3000/minute", None),
 }
 
+RATE_LIMITS = (
+    "ACCEPT_RATE_LIMIT_PER_IP",
+    "ACCEPT_RATE_LIMIT_PER_TOKEN",
+    "LOGIN_RATE_LIMIT",
+    "API_RATE_LIMIT_PER_KEY",
+    "API_RATE_LIMIT_PER_ORG",
+)
+
 ENUMS = {
     "MAIL_BACKEND": {"dev", "smtp", None},
     "SMTP_SECURITY": {"none", "starttls", "tls"},
@@ -70,6 +80,14 @@ def from_environment(environ: Mapping[str, str] | None = None) -> dict[str, Any]
             values[name] = default
         else:
             values[name] = parser(name, raw) if parser else raw
+    for name in RATE_LIMITS:
+        try:
+            parse_limit(values[name])
+        except ValueError:
+            raise ConfigError(
+                f"ORGINVITES_{name} must be a rate limit such as '600/minute', "
+                f"got {values[name]!r}"
+            ) from None
     for name, allowed in ENUMS.items():
         if values[name] not in allowed:
             choices = " | ".join(sorted(a for a in allowed if a))

@@ -81,6 +81,7 @@ def _listing(q: InvitationListQuery) -> InvitationQuery:
         offset=q.offset,
         starting_after=q.starting_after,
         ending_before=q.ending_before,
+        load_inviters=False,
     )
 
 

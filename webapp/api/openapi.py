@@ -60,15 +60,14 @@ def _models() -> list[tuple[type[BaseModel], str]]:
 
 def problem_statuses(op: Operation) -> dict[int, list[str]]:
     """Every error status the operation can answer, with the codes behind each."""
-    codes = ["unauthenticated", "rate_limited", "internal_error", *op.problems]
+    # Any parameter may be refused (a NUL character, say): 422 is always possible.
+    codes = ["unauthenticated", "validation_failed", "rate_limited", "internal_error", *op.problems]
     if op.instance_only:
         codes.append("forbidden")
     if path_parameter_names(op.rule):
         codes.append("not_found")
-    if op.query is not None:
-        codes.append("validation_failed")
     if op.has_body:
-        codes += ["malformed_request", "unsupported_media_type", "validation_failed"]
+        codes += ["malformed_request", "unsupported_media_type"]
         codes.append("payload_too_large")
     if op.method == "POST":
         codes += ["invalid_idempotency_key", "idempotency_key_in_use", "idempotency_key_reused"]

@@ -159,6 +159,9 @@ def _run(spec: Operation, view: Callable[..., Answer], path_args: dict[str, str]
     limit_headers: dict[str, str] = {}
     try:
         limit_headers = _check_rate_limits(principal)
+        for name, value in [*path_args.items(), *request.args.items(multi=True)]:
+            if "\x00" in value:
+                raise _nul_problem(name)
         if spec.instance_only:
             require_instance_key(principal)
         call = ApiCall(
@@ -194,8 +197,8 @@ def _run(spec: Operation, view: Callable[..., Answer], path_args: dict[str, str]
     except Exception:
         db.session.rollback()
         if idempotency_key is not None:
-            with db.engine.begin() as connection:
-                release_key(connection, principal.key_id, idempotency_key)
+            release_key(db.session.connection(), principal.key_id, idempotency_key)
+            db.session.commit()
         raise
     return _with_headers(response, limit_headers)
 
@@ -305,6 +308,9 @@ def _parse_query(model: type[BaseModel]) -> BaseModel:
 
 
 def _raw_json() -> Any:
+    limit = request.max_content_length
+    if limit is not None and (request.content_length or 0) > limit:
+        raise ApiProblem("payload_too_large", f"the body is over {limit} bytes")
     raw = request.get_data(cache=True)
     if not raw.strip():
         return {}
@@ -315,9 +321,38 @@ def _raw_json() -> Any:
             f"send the body as JSON with Content-Type: application/json (got {mimetype!r})",
         )
     try:
-        return json.loads(raw)
+        data = json.loads(raw)
     except (UnicodeDecodeError, json.JSONDecodeError) as error:
         raise ApiProblem("malformed_request", f"the body is not valid JSON: {error}") from None
+    where = nul_location(data)
+    if where is not None:
+        raise _nul_problem(where or "body")
+    return data
+
+
+def nul_location(value: Any, path: str = "") -> str | None:
+    """Where a NUL character hides in decoded JSON (no database stores one); None if nowhere."""
+    if isinstance(value, str):
+        return path if "\x00" in value else None
+    if isinstance(value, dict):
+        for key, item in value.items():
+            inner = f"{path}.{key}" if path else str(key)
+            if "\x00" in key:
+                return inner
+            found = nul_location(item, inner)
+            if found is not None:
+                return found
+    elif isinstance(value, list):
+        for index, item in enumerate(value):
+            found = nul_location(item, f"{path}[{index}]")
+            if found is not None:
+                return found
+    return None
+
+
+def _nul_problem(field_name: str) -> ApiProblem:
+    error = FieldError(field_name, "nul_character", f"{field_name} contains a NUL character")
+    return ApiProblem("validation_failed", error.message, errors=[error])
 
 
 def _parse_body(spec: Operation) -> Any:
@@ -358,7 +393,7 @@ def validate_item(model: type[BaseModel], data: Any, prefix: str = "") -> BaseMo
 # -------------------------------------------------------------- idempotency
 
 
-def _fingerprint() -> str:
+def request_fingerprint() -> str:
     """The request as far as idempotency cares: method, path, query and JSON body."""
     raw = request.get_data(cache=True)
     try:
@@ -372,17 +407,24 @@ def _fingerprint() -> str:
 
 
 def _claim_idempotency_key(principal: ApiPrincipal, key: str) -> Response | None:
-    """None to go ahead; otherwise the answer to send (a replay or a problem)."""
+    """None to go ahead; otherwise the answer to send (a replay or a problem).
+
+    The claim is committed at once, so that a concurrent duplicate sees it; the work
+    then runs in a new transaction of the same session.
+    """
     if not 1 <= len(key) <= MAX_KEY_LENGTH or not _IDEMPOTENCY_KEY.match(key):
         return ApiProblem(
             "invalid_idempotency_key",
             f"Idempotency-Key must be 1 to {MAX_KEY_LENGTH} printable ASCII characters",
         ).response()
     try:
-        with db.engine.begin() as connection:
-            stored = claim_key(connection, principal.key_id, key, _fingerprint(), utcnow())
+        stored = claim_key(
+            db.session.connection(), principal.key_id, key, request_fingerprint(), utcnow()
+        )
     except ServiceError as error:
+        db.session.rollback()
         return problem_from_service_error(error).response()
+    db.session.commit()
     if stored is None:
         return None
     response = Response(stored.body, status=stored.status, headers=stored.headers)
@@ -407,8 +449,9 @@ def _remember(connection, principal: ApiPrincipal, key: str, response: Response)
 def _settle_failed(principal: ApiPrincipal, key: str, response: Response) -> None:
     """A refusal is remembered (a retry gets the same answer), except the passing kinds:
     throttling (429) and conflicts with work in flight, which a retry may get past."""
-    with db.engine.begin() as connection:
-        if response.status_code == 429 or response.status_code >= 500:
-            release_key(connection, principal.key_id, key)
-        else:
-            _remember(connection, principal, key, response)
+    connection = db.session.connection()
+    if response.status_code == 429 or response.status_code >= 500:
+        release_key(connection, principal.key_id, key)
+    else:
+        _remember(connection, principal, key, response)
+    db.session.commit()

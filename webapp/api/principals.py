@@ -57,22 +57,23 @@ def key_from_headers(*, accept_x_api_key: bool = False) -> str | None:
 def authenticate_request(*, accept_x_api_key: bool = False) -> ApiPrincipal | None:
     """The principal behind this request's key, or None (missing, unknown or revoked).
 
-    The key's last-used time is recorded at most once a minute, so a read request
-    nearly always stays a read.
+    The lookup runs on the request's session. The key's last-used time is written at
+    most once a minute: within the request's transaction when it writes anyway, else on
+    a short connection of its own, so that a read request stays a read.
     """
     raw = key_from_headers(accept_x_api_key=accept_x_api_key)
     if raw is None:
         return None
-    # On a connection of its own in autocommit mode: each statement is its own short
-    # transaction, so the request's session has not started one yet (on SQLite it may
-    # still begin as a writer, and the Idempotency-Key claim commits in between).
-    with db.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as connection:
-        key = find_live_api_key(connection, raw)
-        if key is None:
-            return None
-        now = utcnow()
-        if last_used_is_stale(key, now):
-            record_key_use(connection, key.id, now)
+    key = find_live_api_key(db.session.connection(), raw)
+    if key is None:
+        return None
+    now = utcnow()
+    if last_used_is_stale(key, now):
+        if request.method in ("GET", "HEAD"):
+            with db.engine.begin() as connection:
+                record_key_use(connection, key.id, now)
+        else:
+            record_key_use(db.session.connection(), key.id, now)
     principal = ApiPrincipal(key_id=key.id, org_id=key.org_id, name=key.name)
     g.api_principal = principal
     return principal
@@ -85,7 +86,7 @@ def organization_for(session: Session, principal: ApiPrincipal, ref: str) -> Org
     that does not exist, so keys cannot probe for other tenants.
     """
     try:
-        org = get_organization(session, ref)
+        org = get_organization(session, ref, with_roles=False)
     except NotFound:
         raise NotFound(f"no organization {ref!r}") from None
     if principal.org_id is not None and org.id != principal.org_id:

@@ -117,11 +117,11 @@ def problem_from_service_error(error: ServiceError) -> ApiProblem:
     if isinstance(error, Conflict):
         code = error.code if error.code in PROBLEMS else "conflict"
         return ApiProblem(code, str(error))
-    if error.code == "idempotency_key_reused":
-        return ApiProblem("idempotency_key_reused", str(error))
     if error.code in ("invalid_ticket", "ticket_expired", "ticket_used"):
         # One public code; the detail says which (expired, used, tampered).
         return ApiProblem("invalid_ticket", str(error), extra={"reason": error.code})
+    if error.code in PROBLEMS:
+        return ApiProblem(error.code, str(error))
     return ApiProblem("validation_failed", str(error))
 
 

@@ -18,6 +18,7 @@ from datetime import timedelta
 
 from flask import Flask
 
+from webapp.clock import utcnow
 from webapp.delivery.messages import OutgoingEmail
 from webapp.delivery.messages import render_outgoing
 from webapp.delivery.transports import DeliveryError
@@ -25,6 +26,7 @@ from webapp.delivery.transports import Transport
 from webapp.delivery.transports import transport_from_config
 from webapp.extensions import db
 from webapp.services.expiry import expire_due_invitations
+from webapp.services.idempotency import purge_expired_keys
 from webapp.services.outbox import claim_batch
 from webapp.services.outbox import claimed_rows
 from webapp.services.outbox import record_failure
@@ -126,12 +128,16 @@ class DeliveryWorker:
                 total += count
                 if count == 0:
                     break
+            with db.engine.begin() as connection:
+                purged = purge_expired_keys(connection, utcnow())
             if db.engine.dialect.name == "sqlite":
                 # Keeps the planner's statistics current (cheap when nothing changed).
                 with db.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as c:
                     c.exec_driver_sql("PRAGMA optimize")
         if total:
             log_event("invitations.expired", count=total)
+        if purged:
+            log_event("idempotency_keys.purged", count=purged)
         return total
 
     def run_once(self) -> int:

@@ -6,6 +6,8 @@ from collections import Counter
 from collections.abc import Mapping
 from datetime import datetime
 
+from sqlalchemy import ColumnElement
+from sqlalchemy import ScalarSelect
 from sqlalchemy import delete
 from sqlalchemy import func
 from sqlalchemy import insert
@@ -40,25 +42,34 @@ def adjust_counters(session: Session, org_id: str, deltas: Mapping[str, int]) ->
             )
 
 
-def _lapsed_pending(session: Session, org_id: str | None, now: datetime) -> int:
-    """How many pending invitations are past ``expires_at`` but not yet swept.
-
-    First the earliest pending expiry (one probe of an index that leads with status and
-    expiry): usually still in the future, so the answer is 0 without counting. Counting
-    only when needed also keeps planners from choosing a scan, since they cannot know
-    that almost no pending row is overdue.
-    """
+def _pending_conditions(org_id: str | None) -> list[ColumnElement[bool]]:
     pending = [Invitation.status == InvitationStatus.PENDING.value]
     if org_id is not None:
         pending.append(Invitation.org_id == org_id)
-    earliest = session.scalar(select(func.min(Invitation.expires_at)).where(*pending))
-    if earliest is None or earliest > now:
-        return 0
+    return pending
+
+
+def _earliest_pending_expiry(org_id: str | None) -> ScalarSelect:
+    """The earliest pending expiry: one probe of an index that leads with status and
+    expiry. Usually still in the future, so nothing needs counting."""
+    return (
+        select(func.min(Invitation.expires_at))
+        .where(*_pending_conditions(org_id))
+        .scalar_subquery()
+    )
+
+
+def _lapsed_pending(session: Session, org_id: str | None, now: datetime) -> int:
+    """How many pending invitations are past ``expires_at`` but not yet swept.
+
+    Counted only when the earliest pending expiry has passed: planners cannot know that
+    almost no pending row is overdue and would otherwise choose a scan.
+    """
     return (
         session.scalar(
             select(func.count())
             .select_from(Invitation)
-            .where(*pending, Invitation.expires_at <= now)
+            .where(*_pending_conditions(org_id), Invitation.expires_at <= now)
         )
         or 0
     )
@@ -70,20 +81,26 @@ def status_totals(
     """Totals per effective status (a pending invitation past expiry counts as expired).
 
     Reads the counters plus the few pending rows already past ``expires_at`` that the
-    sweep has not marked yet.
+    sweep has not marked yet; the stored counts and the earliest pending expiry come in
+    one query.
     """
     now = now or utcnow()
-    stored_query = select(InvitationCounter.status, func.sum(InvitationCounter.count)).group_by(
-        InvitationCounter.status
-    )
+    stored_query = select(
+        InvitationCounter.status,
+        func.sum(InvitationCounter.count),
+        _earliest_pending_expiry(org_id),
+    ).group_by(InvitationCounter.status)
     if org_id is not None:
         stored_query = stored_query.where(InvitationCounter.org_id == org_id)
     totals = {s: 0 for s in STATUS_VALUES}
-    for status, count in session.execute(stored_query):
+    earliest = None
+    for status, count, earliest_expiry in session.execute(stored_query):
         totals[status] = int(count or 0)
-    lapsed = _lapsed_pending(session, org_id, now)
-    totals[InvitationStatus.PENDING.value] -= lapsed
-    totals[InvitationStatus.EXPIRED.value] += lapsed
+        earliest = earliest_expiry
+    if earliest is not None and earliest <= now:
+        lapsed = _lapsed_pending(session, org_id, now)
+        totals[InvitationStatus.PENDING.value] -= lapsed
+        totals[InvitationStatus.EXPIRED.value] += lapsed
     return totals
 
 

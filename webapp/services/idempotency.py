@@ -54,21 +54,16 @@ def claim_key(
     None means: go ahead (the caller must later ``store_answer`` or ``release_key``).
     Raises IdempotencyKeyReused (same key, different request) or IdempotencyKeyInUse.
     """
-    unique_key = ["api_key_id", "idempotency_key"]
-    statement = (
-        insert_ignoring_conflicts(_table, unique_key, connection.dialect.name)
-        .values(
-            api_key_id=api_key_id,
-            idempotency_key=key,
-            fingerprint=fingerprint,
-            created_at=now,
-            expires_at=now + RETENTION,
-        )
-        # RETURNING tells whether the row went in: on PostgreSQL (psycopg 3) rowcount
-        # of an INSERT … ON CONFLICT DO NOTHING is -1 either way.
-        .returning(_table.c.id)
+    statement = insert_ignoring_conflicts(
+        _table, ["api_key_id", "idempotency_key"], connection.dialect.name
+    ).values(
+        api_key_id=api_key_id,
+        idempotency_key=key,
+        fingerprint=fingerprint,
+        created_at=now,
+        expires_at=now + RETENTION,
     )
-    if connection.execute(statement).first() is not None:
+    if connection.execute(statement.returning(_table.c.id)).first() is not None:
         return None
     row = connection.execute(
         select(_table).where(_table.c.api_key_id == api_key_id, _table.c.idempotency_key == key)

@@ -43,6 +43,8 @@ class InvitationQuery:
     offset: int | None = None
     starting_after: str | None = None
     ending_before: str | None = None
+    # The dashboard shows each inviter's name; the API only their ids.
+    load_inviters: bool = True
 
 
 @dataclass
@@ -155,13 +157,9 @@ def list_invitations(
         if walk_descending
         else [sort_column.asc(), Invitation.id.asc()]
     )
-    statement = (
-        select(Invitation)
-        .where(*conditions)
-        .order_by(*order)
-        .limit(q.limit + 1)
-        .options(selectinload(Invitation.inviter))  # one query for the page, not per row
-    )
+    statement = select(Invitation).where(*conditions).order_by(*order).limit(q.limit + 1)
+    if q.load_inviters:
+        statement = statement.options(selectinload(Invitation.inviter))  # one query, not per row
     if q.offset:
         statement = statement.offset(q.offset)
     rows = list(session.scalars(statement))

@@ -178,13 +178,15 @@ def add_admin_member(
     return membership
 
 
-def get_organization(session: Session, ref: str) -> Organization:
-    """Find an organization by slug or id, or raise NotFound naming the reference."""
-    org = session.scalar(
-        select(Organization)
-        .where(or_(Organization.slug == ref, Organization.id == ref))
-        .options(selectinload(Organization.roles))
-    )
+def get_organization(session: Session, ref: str, *, with_roles: bool = True) -> Organization:
+    """Find an organization by slug or id, or raise NotFound naming the reference.
+
+    ``with_roles=False`` skips loading the roles up front (they load when first used).
+    """
+    statement = select(Organization).where(or_(Organization.slug == ref, Organization.id == ref))
+    if with_roles:
+        statement = statement.options(selectinload(Organization.roles))
+    org = session.scalar(statement)
     if org is None:
         raise NotFound(f"no organization {ref!r}")
     return org

@@ -1,4 +1,4 @@
-"""The organization's settings: general settings, allowed redirect origins, roles."""
+"""The organization's settings: general settings, allowed redirect origins, roles, API keys."""
 
 from __future__ import annotations
 
@@ -27,6 +27,9 @@ from webapp.extensions import db
 from webapp.models import Organization
 from webapp.models import OrgRole
 from webapp.services.actors import Actor
+from webapp.services.api_keys import create_api_key
+from webapp.services.api_keys import list_api_keys
+from webapp.services.api_keys import revoke_api_key
 from webapp.services.errors import NotFound
 from webapp.services.errors import ServiceError
 from webapp.services.errors import ValidationFailed
@@ -106,6 +109,10 @@ class RenameRoleForm(FlaskForm):
     name = StringField("Display name")
 
 
+class ApiKeyForm(FlaskForm):
+    name = StringField("Key name", description="What or who uses it, e.g. backend or CRM sync.")
+
+
 # --- building the page --------------------------------------------------------------------
 
 
@@ -153,6 +160,10 @@ def _context(org: Organization, **overrides: Any) -> dict[str, Any]:
         "add_role_form": AddRoleForm(formdata=None, prefix=ADD_ROLE_PREFIX),
         "rename_forms": rename_forms,
         "usage": role_usage(db.session, org),
+        "api_keys": list_api_keys(db.session, org),
+        "api_key_form": ApiKeyForm(formdata=None),
+        # (key, secret) right after creating one: shown this once, never stored.
+        "new_key": None,
         # section -> (message, "success" | "error"), shown at the top of that section
         "notices": {},
         # role key -> message, shown in that role's row
@@ -166,16 +177,26 @@ SECTIONS = {
     "general": "settings/_general.html",
     "origins": "settings/_origins.html",
     "roles": "settings/_roles.html",
+    "keys": "settings/_api_keys.html",
 }
 
 
-def _answer(org: Organization, section: str, message: str, *, ok: bool, **overrides: Any):
+def _answer(
+    org: Organization,
+    section: str,
+    message: str,
+    *,
+    ok: bool,
+    in_place: bool = False,
+    **overrides: Any,
+):
     """htmx: the section alone. Plain POST: 303 back on success, the whole page (422) if not.
 
     ``message`` goes at the top of the section (nothing when empty: the errors are beside
-    the fields or in a row).
+    the fields or in a row). ``in_place`` answers a success with the page itself instead of
+    a redirect (a new API key must not travel through the session cookie).
     """
-    if ok and not is_partial():
+    if ok and not is_partial() and not in_place:
         flash(message, "success")
         return redirect(
             url_for("settings.index", slug=org.slug, _anchor=f"settings-{section}"), code=303
@@ -339,3 +360,44 @@ def delete_role(org: Organization, key: str):
         return _answer(org, "roles", "", ok=False, role_notices={key: message})
     db.session.commit()
     return _answer(org, "roles", f"Removed the role {key}.", ok=True)
+
+
+@blueprint.post("/api-keys")
+@org_admin_view
+def create_key(org: Organization):
+    """Create an API key for this organization and show it once."""
+    form = ApiKeyForm()
+    _check_csrf(form)
+    try:
+        key, secret = create_api_key(
+            db.session, org=org, name=form.name.data or "", created_by_user_id=current_user.id
+        )
+    except ValidationFailed as error:
+        db.session.rollback()
+        attach_service_errors(form, error)
+        return _answer(org, "keys", "", ok=False, api_key_form=form)
+    db.session.commit()
+    response = _answer(
+        org,
+        "keys",
+        f"Created the key {key.name}. Copy it now: it is not shown again.",
+        ok=True,
+        in_place=True,
+        new_key=(key, secret),
+    )
+    response.headers["Cache-Control"] = "no-store"
+    return response
+
+
+@blueprint.post("/api-keys/<key_id>/revoke")
+@org_admin_view
+def revoke_key(org: Organization, key_id: str):
+    """Revoke a key: it stops working at once."""
+    _check_csrf(EmptyForm())
+    try:
+        key = revoke_api_key(db.session, key_id, org)
+    except NotFound:
+        db.session.rollback()
+        abort(404)
+    db.session.commit()
+    return _answer(org, "keys", f"Revoked the key {key.name}.", ok=True)

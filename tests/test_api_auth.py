@@ -1,0 +1,135 @@
+"""Who may call what: API keys only (never cookies), org keys stay in their organization."""
+
+from __future__ import annotations
+
+import pytest
+from sqlalchemy import select
+
+from tests.api_support import assert_problem
+from tests.dashboard_support import make_superuser
+from tests.dashboard_support import sign_in
+from webapp.extensions import db
+from webapp.models import ApiKey
+from webapp.services.api_keys import revoke_api_key
+
+
+def test_no_key_is_401_with_a_bearer_challenge(api):
+    response = api.call("GET", "/organizations/acme/invitations", key=None)
+    body = assert_problem(response, 401, "unauthenticated")
+    assert response.headers["WWW-Authenticate"].startswith("Bearer")
+    assert "Authorization: Bearer" in body["detail"]
+
+
+@pytest.mark.parametrize(
+    "header",
+    ["Bearer oik_not-a-real-key", "Bearer ", "Basic dXNlcjpwYXNz", "oik_without_scheme"],
+)
+def test_unknown_or_malformed_key_is_401(api, header):
+    response = api.client.get(
+        "/api/v1/organizations/acme/invitations", headers={"Authorization": header}
+    )
+    assert_problem(response, 401, "unauthenticated")
+
+
+def test_revoked_key_is_401_at_once(api):
+    assert api.call("GET", "/organizations/acme/invitations").status_code == 200
+    with api.app.app_context():
+        revoke_api_key(db.session, api.org_key_id, None)
+        db.session.commit()
+    assert_problem(api.call("GET", "/organizations/acme/invitations"), 401, "unauthenticated")
+
+
+def test_a_key_may_revoke_itself_through_the_api(api):
+    response = api.call("POST", f"/organizations/acme/api_keys/{api.org_key_id}/revoke")
+    assert response.status_code == 200
+    assert response.get_json()["revoked_at"]
+    assert_problem(api.call("GET", "/organizations/acme"), 401, "unauthenticated")
+
+
+def test_key_of_another_org_sees_nothing_of_this_one(api):
+    invitation = api.invite("ada@example.com")
+    for method, path in [
+        ("GET", "/organizations/acme"),
+        ("GET", "/organizations/acme/invitations"),
+        ("GET", f"/organizations/{api.org_id}/invitations"),
+        ("GET", f"/organizations/acme/invitations/{invitation['id']}"),
+        ("POST", f"/organizations/acme/invitations/{invitation['id']}/revoke"),
+        ("POST", "/organizations/acme/invitations"),
+    ]:
+        body = {"email": "x@example.com"} if path.endswith("/invitations") else {}
+        response = api.call(method, path, key="other", json=body)
+        assert_problem(response, 404, "not_found")
+    # Its own organization's path with this org's invitation id: also 404.
+    response = api.call("GET", f"/organizations/globex/invitations/{invitation['id']}", key="other")
+    assert_problem(response, 404, "not_found")
+    # And nothing changed.
+    again = api.call("GET", f"/organizations/acme/invitations/{invitation['id']}")
+    assert again.get_json()["status"] == "pending"
+
+
+def test_org_key_on_instance_endpoints_is_403(api):
+    assert_problem(api.call("GET", "/invitations"), 403, "forbidden")
+    assert_problem(api.call("POST", "/organizations", json={"name": "New"}), 403, "forbidden")
+    assert api.call("GET", "/invitations", key="instance").status_code == 200
+
+
+def test_instance_key_reaches_every_organization(api):
+    for ref in ("acme", "globex", api.org_id):
+        assert (
+            api.call("GET", f"/organizations/{ref}/invitations", key="instance").status_code == 200
+        )
+
+
+def test_session_cookie_alone_gets_401_and_no_csrf_needed_with_a_key(api):
+    with api.app.app_context():
+        person = make_superuser()
+    sign_in(api.client, person)
+    # Signed in to the dashboard as a superuser, but no key: the API does not care.
+    response = api.client.get("/api/v1/invitations")
+    assert_problem(response, 401, "unauthenticated")
+    response = api.client.post("/api/v1/organizations/acme/invitations", json={"email": "a@b.co"})
+    assert_problem(response, 401, "unauthenticated")
+    # With a key, a POST needs no CSRF token (the API never reads cookies).
+    assert (
+        api.call("POST", "/organizations/acme/invitations", json={"email": "a@b.co"}).status_code
+        == 201
+    )
+
+
+def test_last_used_time_is_recorded(api):
+    with api.app.app_context():
+        assert db.session.get(ApiKey, api.org_key_id).last_used_at is None
+    api.call("GET", "/organizations/acme")
+    with api.app.app_context():
+        assert (
+            db.session.scalar(select(ApiKey.last_used_at).where(ApiKey.id == api.org_key_id))
+            is not None
+        )
+
+
+def test_rate_limit_answers_429_with_retry_after(make_app, backend):
+    from tests.api_support import build_world
+
+    world = build_world(make_app(backend, API_RATE_LIMIT_PER_KEY="3/minute"))
+    statuses = [world.call("GET", "/organizations/acme").status_code for _ in range(3)]
+    assert statuses == [200, 200, 200]
+    response = world.call("GET", "/organizations/acme")
+    body = assert_problem(response, 429, "rate_limited")
+    assert 1 <= int(response.headers["Retry-After"]) <= 60
+    assert "3/minute" in body["detail"]
+    assert response.headers["X-RateLimit-Remaining"] == "0"
+    # Another key has its own budget.
+    assert world.call("GET", "/organizations/acme", key="instance").status_code == 200
+
+
+def test_org_rate_limit_counts_every_key_of_the_org(make_app, backend):
+    from tests.api_support import build_world
+
+    world = build_world(make_app(backend, API_RATE_LIMIT_PER_ORG="2/minute"))
+    created = world.call("POST", "/organizations/acme/api_keys", json={"name": "second"})
+    assert created.status_code == 201
+    second = created.get_json()["secret"]
+    assert world.call("GET", "/organizations/acme", key=second).status_code == 200
+    response = world.call("GET", "/organizations/acme")
+    body = assert_problem(response, 429, "rate_limited")
+    assert "this organization" in body["detail"]
