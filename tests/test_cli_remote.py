@@ -29,18 +29,19 @@ from webapp.sdk import Client
 
 
 @pytest.fixture
-def live(make_app, backend, monkeypatch) -> Iterator[LiveApi]:
-    # FlaskGroup sets FLASK_RUN_FROM_CLI; let monkeypatch restore the environment after.
-    monkeypatch.setenv("FLASK_RUN_FROM_CLI", "true")
-    for name in ("ORGINVITES_URL", "ORGINVITES_API_KEY"):
-        monkeypatch.delenv(name, raising=False)
+def live(make_app, backend) -> Iterator[LiveApi]:
     with live_api(make_app, backend, RESEND_MIN_INTERVAL_SECONDS=0) as world:
         yield world
 
 
 @pytest.fixture(autouse=True)
-def no_local_app(monkeypatch):
-    """Any attempt to build the local app from the environment fails the test."""
+def cli_environment(monkeypatch):
+    """No remote settings from the outside; and any attempt to build the local app from
+    the environment fails the test."""
+    # FlaskGroup sets FLASK_RUN_FROM_CLI; let monkeypatch restore the environment after.
+    monkeypatch.setenv("FLASK_RUN_FROM_CLI", "true")
+    for name in ("ORGINVITES_URL", "ORGINVITES_API_KEY"):
+        monkeypatch.delenv(name, raising=False)
 
     def refuse():
         raise AssertionError("remote mode loaded the local app")
@@ -303,6 +304,17 @@ def test_errors_are_the_same_as_in_local_mode(live):
     there = remote(live, "invitations", "list", "--org", "acme", "--status", "pending,bogus")
     assert (here.exit_code, there.exit_code) == (2, 2)
     assert "'bogus'" in here.stderr and "'bogus'" in there.stderr
+
+
+def test_a_too_early_resend_is_refused_as_in_local_mode(make_app, backend):
+    with live_api(make_app, backend, RESEND_MIN_INTERVAL_SECONDS=600) as world:
+        with world.client() as client:
+            invitation = client.organization_invitations.create("acme", email="soon@example.com")
+        args = ("invitations", "resend", "--org", "acme", invitation.id)
+        here, there = local(world, *args), remote(world, *args)
+    assert (here.exit_code, there.exit_code) == (2, 2)
+    prefix = f"Error: invitation {invitation.id} was sent less than 600 seconds ago; try again in "
+    assert here.stderr.startswith(prefix) and there.stderr.startswith(prefix)
 
 
 def test_another_organization_is_not_found(live):

@@ -34,6 +34,8 @@ from webapp.config import ConfigError
 from webapp.extensions import db
 from webapp.sdk import Client
 from webapp.sdk import OrgInvitesError
+from webapp.sdk import RateLimitError
+from webapp.sdk import ThrottledError
 from webapp.sdk.models import Invitation
 from webapp.sdk.models import InvitationPage
 from webapp.services.actors import SYSTEM
@@ -171,9 +173,11 @@ def _remote_backend(settings: RemoteSettings) -> Iterator[InvitationsBackend]:
     try:
         yield RemoteInvitations(client)
     except OrgInvitesError as error:
-        if error.status is None or error.status >= 500 or error.status == 429:
-            # Not the input's fault: the server is unreachable, failing or busy.
+        busy = isinstance(error, RateLimitError) and not isinstance(error, ThrottledError)
+        if error.status is None or error.status >= 500 or busy:
+            # Not the request's fault: the server is unreachable, failing or overloaded.
             raise click.ClickException(error.detail) from None
+        # A rule said no (as a ServiceError does locally), a too-early resend included.
         raise InputError(error.detail) from None
     finally:
         client.close()
