@@ -165,3 +165,18 @@ def wrk(url: str, headers: list[str], seconds: int = 10, script: str | None = No
         p99_ms=_millis(re.search(r"\s99%\s+(\S+)", output).group(1)),
         non_2xx=int(errors.group(1)) if errors else 0,
     )
+
+
+def seeded_org(app, count: int, reuse: bool) -> str:
+    """The id of the org 'big': seeded now with ``count`` invitations, or already there."""
+    from sqlalchemy import select
+
+    from bench.seed import seed
+    from webapp.extensions import db
+    from webapp.models import Organization
+
+    if reuse:
+        with app.app_context():
+            return db.session.scalar(select(Organization.id).where(Organization.slug == "big"))
+    print(f"seeding {count:,} invitations into {app.config['DATABASE_URL']} …", flush=True)
+    return seed(app, count)

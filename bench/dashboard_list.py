@@ -34,11 +34,10 @@ from bench.common import gunicorn  # noqa: E402
 from bench.common import median  # noqa: E402
 from bench.common import percentile  # noqa: E402
 from bench.common import scratch_app  # noqa: E402
+from bench.common import seeded_org  # noqa: E402
 from bench.common import wrk  # noqa: E402
-from bench.seed import seed  # noqa: E402
 from webapp.extensions import db  # noqa: E402
 from webapp.models import Invitation  # noqa: E402
-from webapp.models import Organization  # noqa: E402
 from webapp.services.users import create_admin_user  # noqa: E402
 
 PASSWORD = "bench password 123"
@@ -99,12 +98,7 @@ def main() -> None:
     args = parser.parse_args()
 
     app = scratch_app(args.database_url, SESSION_COOKIE_SECURE=False)
-    if args.reuse:
-        with app.app_context():
-            org_id = db.session.scalar(select(Organization.id).where(Organization.slug == "big"))
-    else:
-        print(f"seeding {args.count:,} invitations into {app.config['DATABASE_URL']} …", flush=True)
-        org_id = seed(app, args.count)
+    org_id = seeded_org(app, args.count, args.reuse)
     with app.app_context():
         create_admin_user(db.session, email="bench@example.com", password=PASSWORD)
         db.session.commit()

@@ -133,3 +133,31 @@ def test_org_rate_limit_counts_every_key_of_the_org(make_app, backend):
     response = world.call("GET", "/organizations/acme")
     body = assert_problem(response, 429, "rate_limited")
     assert "this organization" in body["detail"]
+
+
+def test_rate_limits_are_shared_through_redis_when_configured(make_app):
+    """With ORGINVITES_RATELIMIT_STORAGE_URI=redis://…, every process counts together."""
+    import os
+    import secrets
+
+    from tests.api_support import build_world
+
+    url = os.environ.get("ORGINVITES_TEST_REDIS_URL")
+    if not url:
+        pytest.skip("Redis tests skipped: ORGINVITES_TEST_REDIS_URL is not set")
+    # A prefix of its own, so runs never share counters.
+    first = make_app(
+        "sqlite",
+        RATELIMIT_STORAGE_URI=url,
+        RATELIMIT_KEY_PREFIX=f"test-{secrets.token_hex(4)}",
+        API_RATE_LIMIT_PER_KEY="2/minute",
+    )
+    world = build_world(first)
+    assert world.call("GET", "/organizations/acme").status_code == 200
+    assert world.call("GET", "/organizations/acme").status_code == 200
+    assert_problem(world.call("GET", "/organizations/acme"), 429, "rate_limited")
+    # Counted in Redis, not in this process: the storage says so too.
+    from webapp.extensions import limiter
+
+    with first.app_context():
+        assert type(limiter.storage).__name__.lower().startswith("redis")

@@ -85,8 +85,7 @@ def from_environment(environ: Mapping[str, str] | None = None) -> dict[str, Any]
             parse_limit(values[name])
         except ValueError:
             raise ConfigError(
-                f"ORGINVITES_{name} must be a rate limit such as '600/minute', "
-                f"got {values[name]!r}"
+                f"ORGINVITES_{name} must be a rate limit such as '600/minute', got {values[name]!r}"
             ) from None
     for name, allowed in ENUMS.items():
         if values[name] not in allowed:

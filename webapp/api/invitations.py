@@ -24,6 +24,8 @@ from webapp.api.serializers import invitation_json
 from webapp.api.serializers import invitation_list_json
 from webapp.clock import utcnow
 from webapp.extensions import db
+from webapp.models import Organization
+from webapp.services.actors import Actor
 from webapp.services.actors import acting_for
 from webapp.services.invitation_listing import MAX_LIMIT
 from webapp.services.invitation_listing import InvitationQuery
@@ -81,7 +83,14 @@ def _listing(q: InvitationListQuery) -> InvitationQuery:
         offset=q.offset,
         starting_after=q.starting_after,
         ending_before=q.ending_before,
-        load_inviters=False,
+        plain_rows=True,
+    )
+
+
+def _acting(call: ApiCall, organization: Organization, field: str) -> Actor:
+    """The calling key, acting for the member named in the body's ``field`` (if any)."""
+    return acting_for(
+        db.session, organization, call.principal.actor, getattr(call.body, field), field
     )
 
 
@@ -119,13 +128,7 @@ def create(call: ApiCall, org: str) -> Answer:
     """Invite one address. The email is queued in the same transaction (unless
     `notify` is false, in which case the answer carries `accept_url` once)."""
     organization = organization_for(db.session, call.principal, org)
-    actor = acting_for(
-        db.session,
-        organization,
-        call.principal.actor,
-        call.body.inviter_user_id,
-        "inviter_user_id",
-    )
+    actor = _acting(call, organization, "inviter_user_id")
     issued = create_invitation(db.session, organization, _request(call.body), actor=actor)
     payload = invitation_json(
         issued.invitation,
@@ -272,13 +275,7 @@ def revoke(call: ApiCall, org: str, invitation_id: str) -> Answer:
     """The link stops working at once and an unsent email is cancelled. Only pending
     invitations can be revoked (409 `invalid_status` otherwise)."""
     organization = organization_for(db.session, call.principal, org)
-    actor = acting_for(
-        db.session,
-        organization,
-        call.principal.actor,
-        call.body.requesting_user_id,
-        "requesting_user_id",
-    )
+    actor = _acting(call, organization, "requesting_user_id")
     invitation = revoke_invitation(db.session, organization, invitation_id, actor=actor)
     return Answer(invitation_json(invitation, utcnow()))
 
@@ -297,13 +294,7 @@ def revoke_by_email(call: ApiCall, org: str) -> Answer:
     """What Anyscale calls deleting an invitation: find the address's pending
     invitation and revoke it (404 when it has none)."""
     organization = organization_for(db.session, call.principal, org)
-    actor = acting_for(
-        db.session,
-        organization,
-        call.principal.actor,
-        call.body.requesting_user_id,
-        "requesting_user_id",
-    )
+    actor = _acting(call, organization, "requesting_user_id")
     invitation = revoke_pending_by_email(db.session, organization, call.body.email, actor=actor)
     return Answer(invitation_json(invitation, utcnow()))
 

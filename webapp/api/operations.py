@@ -18,6 +18,7 @@ import typing
 from collections.abc import Callable
 from dataclasses import dataclass
 from dataclasses import field
+from functools import lru_cache
 from functools import wraps
 from typing import Any
 
@@ -25,6 +26,7 @@ from flask import Blueprint
 from flask import Response
 from flask import current_app
 from flask import request
+from limits import RateLimitItem
 from limits import parse as parse_limit
 from pydantic import BaseModel
 from pydantic import ValidationError
@@ -223,18 +225,28 @@ def _with_headers(response: Response, headers: dict[str, str]) -> Response:
 # ------------------------------------------------------------- rate limits
 
 
+@lru_cache(maxsize=32)
+def _parsed_limit(text: str) -> RateLimitItem:
+    return parse_limit(text)
+
+
 def _check_rate_limits(principal: ApiPrincipal) -> dict[str, str]:
-    """Count the request against its key's limit and its organization's; 429 past either."""
+    """Count the request against its key's limit and its organization's; 429 past either.
+
+    Answers the key's ``X-RateLimit-*`` headers.
+    """
     strategy = limiter.limiter
     checks = [("key", principal.key_id, current_app.config["API_RATE_LIMIT_PER_KEY"])]
     if principal.org_id is not None:
         checks.append(("org", principal.org_id, current_app.config["API_RATE_LIMIT_PER_ORG"]))
+    prefix = current_app.config.get("RATELIMIT_KEY_PREFIX") or "api"
     headers: dict[str, str] = {}
     for scope, identity, limit_text in checks:
-        item = parse_limit(limit_text)
-        allowed = strategy.hit(item, "api", scope, identity)
-        stats = strategy.get_window_stats(item, "api", scope, identity)
-        retry_after = max(1, math.ceil(stats.reset_time - time.time()))
+        item = _parsed_limit(limit_text)
+        allowed = strategy.hit(item, prefix, scope, identity)
+        if scope != "key" and allowed:
+            continue
+        stats = strategy.get_window_stats(item, prefix, scope, identity)
         if scope == "key":
             headers = {
                 "X-RateLimit-Limit": str(item.amount),
@@ -242,6 +254,7 @@ def _check_rate_limits(principal: ApiPrincipal) -> dict[str, str]:
                 "X-RateLimit-Reset": str(math.ceil(stats.reset_time)),
             }
         if not allowed:
+            retry_after = max(1, math.ceil(stats.reset_time - time.time()))
             whose = "this API key" if scope == "key" else "this organization"
             raise ApiProblem(
                 "rate_limited",

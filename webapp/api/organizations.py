@@ -15,6 +15,7 @@ from webapp.api.operations import operation
 from webapp.api.principals import organization_for
 from webapp.api.principals import require_instance_key
 from webapp.api.serializers import api_key_json
+from webapp.api.serializers import cursor_page_json
 from webapp.api.serializers import member_json
 from webapp.api.serializers import organization_json
 from webapp.api.serializers import project_json
@@ -272,16 +273,8 @@ def members(call: ApiCall, org: str) -> Answer:
         starting_after=q.starting_after,
         ending_before=q.ending_before,
     )
-    return Answer(
-        {
-            "object": "list",
-            "data": [member_json(m) for m in page.items],
-            "has_more": page.has_more,
-            "first_id": page.items[0].id if page.items else None,
-            "last_id": page.items[-1].id if page.items else None,
-            "total_count": page.total,
-        }
-    )
+    data = [member_json(m) for m in page.items]
+    return Answer({**cursor_page_json(data, page.items, page.has_more), "total_count": page.total})
 
 
 @operation(

@@ -12,6 +12,7 @@ from webapp.models import Membership
 from webapp.models import Organization
 from webapp.models import Project
 from webapp.models import User
+from webapp.models.invitations import effective_status
 from webapp.services.invitation_listing import InvitationPage
 
 
@@ -19,7 +20,9 @@ def timestamp(value: datetime | None) -> str | None:
     """RFC 3339 in UTC with a ``Z`` (microseconds kept: they order cursors)."""
     if value is None:
         return None
-    return value.astimezone(UTC).isoformat().replace("+00:00", "Z")
+    if value.tzinfo is not UTC:  # the database layer already gives UTC
+        value = value.astimezone(UTC)
+    return value.isoformat().replace("+00:00", "Z")
 
 
 def invitation_json(
@@ -35,7 +38,7 @@ def invitation_json(
         "organization_id": invitation.org_id,
         "email": invitation.email,
         "role": invitation.role,
-        "status": invitation.effective_status(now),
+        "status": effective_status(invitation.status, invitation.expires_at, now),
         "public_metadata": invitation.public_metadata or {},
         "private_metadata": invitation.private_metadata or {},
         "redirect_url": invitation.redirect_url,
@@ -73,6 +76,17 @@ def invitation_json(
     return document
 
 
+def cursor_page_json(data: list[dict[str, Any]], items: list, has_more: bool) -> dict[str, Any]:
+    """The list envelope: data, has_more, and the ids to pass as the next cursors."""
+    return {
+        "object": "list",
+        "data": data,
+        "has_more": has_more,
+        "first_id": items[0].id if items else None,
+        "last_id": items[-1].id if items else None,
+    }
+
+
 def invitation_list_json(
     page: InvitationPage, organizations: dict[str, Organization] | None = None
 ) -> dict[str, Any]:
@@ -85,11 +99,7 @@ def invitation_list_json(
         for item in page.items
     ]
     return {
-        "object": "list",
-        "data": data,
-        "has_more": page.has_more,
-        "first_id": page.items[0].id if page.items else None,
-        "last_id": page.items[-1].id if page.items else None,
+        **cursor_page_json(data, page.items, page.has_more),
         "total_count": page.total,
         "total_count_exact": page.total_exact,
         "totals": page.totals_by_status,

@@ -143,9 +143,14 @@ class Invitation(Base):
 
     def effective_status(self, now: datetime) -> str:
         """The status a reader sees: a pending invitation past its expiry is expired."""
-        if self.status == InvitationStatus.PENDING and self.expires_at <= now:
-            return InvitationStatus.EXPIRED.value
-        return self.status
+        return effective_status(self.status, self.expires_at, now)
+
+
+def effective_status(status: str, expires_at: datetime, now: datetime) -> str:
+    """The status a reader sees: a pending invitation past its expiry is expired."""
+    if status == InvitationStatus.PENDING and expires_at <= now:
+        return InvitationStatus.EXPIRED.value
+    return status
 
     def __repr__(self) -> str:
         return f"<Invitation {self.id} {self.status}>"

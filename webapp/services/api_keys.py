@@ -99,9 +99,7 @@ def record_key_use(connection: Connection, key_id: str, now: datetime) -> None:
 def list_api_keys(session: Session, org: Organization | None) -> list[ApiKey]:
     """Keys of ``org`` (instance keys when None), newest first, revoked ones included."""
     condition = ApiKey.org_id.is_(None) if org is None else ApiKey.org_id == org.id
-    return list(
-        session.scalars(select(ApiKey).where(condition).order_by(ApiKey.created_at.desc()))
-    )
+    return list(session.scalars(select(ApiKey).where(condition).order_by(ApiKey.created_at.desc())))
 
 
 def revoke_api_key(session: Session, key_id: str, org: Organization | None) -> ApiKey:

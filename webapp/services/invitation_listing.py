@@ -43,12 +43,14 @@ class InvitationQuery:
     offset: int | None = None
     starting_after: str | None = None
     ending_before: str | None = None
-    # The dashboard shows each inviter's name; the API only their ids.
-    load_inviters: bool = True
+    # The dashboard shows each inviter's name (ORM objects with their inviter); the API
+    # reads columns only, and plain rows load several times faster.
+    plain_rows: bool = False
 
 
 @dataclass
 class InvitationPage:
+    # Invitation objects, or rows with the same attributes when the query asked for them.
     items: list[Invitation]
     has_more: bool
     # How many invitations match the status filter and search, over all pages.
@@ -157,12 +159,16 @@ def list_invitations(
         if walk_descending
         else [sort_column.asc(), Invitation.id.asc()]
     )
-    statement = select(Invitation).where(*conditions).order_by(*order).limit(q.limit + 1)
-    if q.load_inviters:
-        statement = statement.options(selectinload(Invitation.inviter))  # one query, not per row
+    if q.plain_rows:
+        statement = select(*Invitation.__table__.columns)
+    else:
+        # One query for the page's inviters, not one per row.
+        statement = select(Invitation).options(selectinload(Invitation.inviter))
+    statement = statement.where(*conditions).order_by(*order).limit(q.limit + 1)
     if q.offset:
         statement = statement.offset(q.offset)
-    rows = list(session.scalars(statement))
+    result = session.execute(statement)
+    rows = list(result) if q.plain_rows else list(result.scalars())
     has_more = len(rows) > q.limit
     rows = rows[: q.limit]
     if backwards:
