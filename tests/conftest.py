@@ -29,8 +29,9 @@ from webapp.models import Organization
 from webapp.services.organizations import create_organization
 from webapp.services.organizations import update_organization
 
-# Fixtures of the settings, members and activity page tests, and of the API tests.
-pytest_plugins = ["tests.dashboard_pages", "tests.api_support"]
+# Fixtures of the settings, members and activity page tests, of the API tests and of the
+# compat API tests.
+pytest_plugins = ["tests.dashboard_pages", "tests.api_support", "tests.compat_support"]
 
 PG_URL_VARIABLE = "ORGINVITES_TEST_DATABASE_URL"
 PG_SKIP_MESSAGE = (

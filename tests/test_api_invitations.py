@@ -133,6 +133,26 @@ def test_malformed_json_is_400(api):
     assert_problem(response, 400, "malformed_request")
 
 
+def test_deeply_nested_bodies_are_refused_not_crashed_on(api):
+    deep = b"[" * 100_000 + b"]" * 100_000
+    for path in (INVITATIONS, f"{INVITATIONS}/bulk", "/organizations/acme/api_keys/key_x/revoke"):
+        response = api.call(
+            "POST",
+            path,
+            data=deep,
+            headers={"Content-Type": "application/json", "Idempotency-Key": f"deep-{path}"},
+        )
+        assert response.status_code in (400, 404, 422), (path, response.status_code)
+    nested: object = 1
+    for _ in range(40):
+        nested = [nested]
+    response = api.call(
+        "POST", INVITATIONS, json={"email": "a@b.co", "public_metadata": {"a": nested}}
+    )
+    body = assert_problem(response, 422, "validation_failed")
+    assert body["errors"][0]["code"] == "too_deep"
+
+
 def test_non_json_body_is_415(api):
     response = api.call(
         "POST", INVITATIONS, data="email=a@b.co", content_type="application/x-www-form-urlencoded"

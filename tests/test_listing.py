@@ -391,6 +391,7 @@ INVALID_CASES = [
     (InvitationQuery(limit=-1), "limit", "out_of_range", "500"),
     (InvitationQuery(limit="10"), "limit", "out_of_range", "500"),
     (InvitationQuery(offset=-1), "offset", "out_of_range", "offset"),
+    (InvitationQuery(offset=10**20), "offset", "out_of_range", "1,000,000,000"),
     (InvitationQuery(query="x" * 255), "query", "too_long", "too long"),
     (
         InvitationQuery(offset=10, starting_after="inv_x"),

@@ -137,6 +137,7 @@ def _drop_async_session_teardown(app: Flask) -> None:
 
 def register_blueprints(app: Flask) -> None:
     from webapp.api import register_api
+    from webapp.compat import register_compat_apis
     from webapp.web.acceptance import blueprint as acceptance_blueprint
     from webapp.web.dashboard.activity import blueprint as activity_blueprint
     from webapp.web.dashboard.admin import blueprint as admin_blueprint
@@ -166,6 +167,7 @@ def register_blueprints(app: Flask) -> None:
     ):
         app.register_blueprint(blueprint)
     register_api(app)
+    register_compat_apis(app)
     register_error_handlers(app)
     register_security_headers(app)
     register_filters(app)

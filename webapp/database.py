@@ -28,11 +28,29 @@ class Base(DeclarativeBase):
     metadata = sa.MetaData(naming_convention=NAMING_CONVENTION)
 
 
+class _SQLiteDateTime(sqlite.DATETIME):
+    """SQLite's DATETIME (same text format) read back with ``datetime.fromisoformat``,
+    several times faster than the regular expression SQLAlchemy parses it with."""
+
+    def result_processor(self, dialect: sa.Dialect, coltype: object):
+        parse = datetime.fromisoformat
+
+        def process(value: str | None) -> datetime | None:
+            return None if value is None else parse(value)
+
+        return process
+
+
 class UTCDateTime(sa.TypeDecorator[datetime]):
     """Aware UTC datetimes on every backend (SQLite stores them naive, in UTC)."""
 
     impl = sa.DateTime(timezone=True)
     cache_ok = True
+
+    def load_dialect_impl(self, dialect: sa.Dialect) -> sa.types.TypeEngine:
+        if dialect.name == "sqlite":
+            return dialect.type_descriptor(_SQLiteDateTime())
+        return dialect.type_descriptor(sa.DateTime(timezone=True))
 
     def process_bind_param(self, value: datetime | None, dialect: sa.Dialect) -> datetime | None:
         if value is None:

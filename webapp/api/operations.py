@@ -10,35 +10,33 @@ from __future__ import annotations
 
 import hashlib
 import json
-import math
 import re
-import time
 import types
 import typing
 from collections.abc import Callable
 from dataclasses import dataclass
 from dataclasses import field
-from functools import lru_cache
 from functools import wraps
 from typing import Any
 
 from flask import Blueprint
 from flask import Response
-from flask import current_app
 from flask import request
-from limits import RateLimitItem
-from limits import parse as parse_limit
 from pydantic import BaseModel
 from pydantic import ValidationError
 
+from webapp.api.json_input import MAX_JSON_DEPTH
+from webapp.api.json_input import TOO_DEEP
+from webapp.api.json_input import nul_location
+from webapp.api.json_input import too_deep
 from webapp.api.principals import ApiPrincipal
 from webapp.api.principals import authenticate_request
 from webapp.api.principals import require_instance_key
 from webapp.api.problems import ApiProblem
 from webapp.api.problems import problem_from_service_error
+from webapp.api.rate_limits import count_request
 from webapp.clock import utcnow
 from webapp.extensions import db
-from webapp.extensions import limiter
 from webapp.services.errors import FieldError
 from webapp.services.errors import ServiceError
 from webapp.services.idempotency import MAX_KEY_LENGTH
@@ -225,43 +223,16 @@ def _with_headers(response: Response, headers: dict[str, str]) -> Response:
 # ------------------------------------------------------------- rate limits
 
 
-@lru_cache(maxsize=32)
-def _parsed_limit(text: str) -> RateLimitItem:
-    return parse_limit(text)
-
-
 def _check_rate_limits(principal: ApiPrincipal) -> dict[str, str]:
-    """Count the request against its key's limit and its organization's; 429 past either.
-
-    Answers the key's ``X-RateLimit-*`` headers.
-    """
-    strategy = limiter.limiter
-    checks = [("key", principal.key_id, current_app.config["API_RATE_LIMIT_PER_KEY"])]
-    if principal.org_id is not None:
-        checks.append(("org", principal.org_id, current_app.config["API_RATE_LIMIT_PER_ORG"]))
-    prefix = current_app.config.get("RATELIMIT_KEY_PREFIX") or "api"
-    headers: dict[str, str] = {}
-    for scope, identity, limit_text in checks:
-        item = _parsed_limit(limit_text)
-        allowed = strategy.hit(item, prefix, scope, identity)
-        if scope != "key" and allowed:
-            continue
-        stats = strategy.get_window_stats(item, prefix, scope, identity)
-        if scope == "key":
-            headers = {
-                "X-RateLimit-Limit": str(item.amount),
-                "X-RateLimit-Remaining": str(stats.remaining),
-                "X-RateLimit-Reset": str(math.ceil(stats.reset_time)),
-            }
-        if not allowed:
-            retry_after = max(1, math.ceil(stats.reset_time - time.time()))
-            whose = "this API key" if scope == "key" else "this organization"
-            raise ApiProblem(
-                "rate_limited",
-                f"{whose} is limited to {limit_text}; retry in {retry_after} seconds",
-                headers={**headers, "Retry-After": str(retry_after)},
-            )
-    return headers
+    """Count the request against its key's limit and its organization's; 429 past either."""
+    counted = count_request(principal)
+    if counted.refusal is not None:
+        raise ApiProblem(
+            "rate_limited",
+            counted.refusal,
+            headers={**counted.headers, "Retry-After": str(counted.retry_after)},
+        )
+    return counted.headers
 
 
 # ------------------------------------------------------------------ parsing
@@ -337,30 +308,17 @@ def _raw_json() -> Any:
         data = json.loads(raw)
     except (UnicodeDecodeError, json.JSONDecodeError) as error:
         raise ApiProblem("malformed_request", f"the body is not valid JSON: {error}") from None
+    except RecursionError:
+        data = TOO_DEEP
+    if data is TOO_DEEP or too_deep(data):
+        error = FieldError(
+            "body", "too_deep", f"the body nests deeper than {MAX_JSON_DEPTH} levels"
+        )
+        raise ApiProblem("validation_failed", error.message, errors=[error])
     where = nul_location(data)
     if where is not None:
         raise _nul_problem(where or "body")
     return data
-
-
-def nul_location(value: Any, path: str = "") -> str | None:
-    """Where a NUL character hides in decoded JSON (no database stores one); None if nowhere."""
-    if isinstance(value, str):
-        return path if "\x00" in value else None
-    if isinstance(value, dict):
-        for key, item in value.items():
-            inner = f"{path}.{key}" if path else str(key)
-            if "\x00" in key:
-                return inner
-            found = nul_location(item, inner)
-            if found is not None:
-                return found
-    elif isinstance(value, list):
-        for index, item in enumerate(value):
-            found = nul_location(item, f"{path}[{index}]")
-            if found is not None:
-                return found
-    return None
 
 
 def _nul_problem(field_name: str) -> ApiProblem:
@@ -411,7 +369,7 @@ def request_fingerprint() -> str:
     raw = request.get_data(cache=True)
     try:
         body = json.dumps(json.loads(raw), sort_keys=True, separators=(",", ":")).encode()
-    except (UnicodeDecodeError, json.JSONDecodeError):
+    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError):
         body = raw
     digest = hashlib.sha256()
     for part in (request.method.encode(), request.full_path.encode(), body):

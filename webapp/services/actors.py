@@ -6,7 +6,6 @@ from dataclasses import dataclass
 from dataclasses import replace
 from typing import Literal
 
-from sqlalchemy import exists
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
@@ -45,16 +44,32 @@ SYSTEM = Actor("system", None)
 
 
 def acting_for(
-    session: Session, org: Organization, actor: Actor, user_id: str | None, field: str
+    session: Session,
+    org: Organization,
+    actor: Actor,
+    user_id: str | None,
+    field: str,
+    *,
+    must_administer: bool = False,
 ) -> Actor:
-    """``actor`` acting for ``user_id``, who must be a member of ``org``; unchanged when None."""
+    """``actor`` acting for ``user_id``, who must be a member of ``org``; unchanged when None.
+
+    With ``must_administer`` the member's role must administer the organization (Clerk:
+    only admins may invite or revoke).
+    """
     if user_id is None:
         return actor
-    is_member = isinstance(user_id, str) and session.scalar(
-        select(exists().where(Membership.org_id == org.id, Membership.user_id == user_id))
+    role_key = isinstance(user_id, str) and session.scalar(
+        select(Membership.role).where(Membership.org_id == org.id, Membership.user_id == user_id)
     )
-    if not is_member:
+    if not role_key:
         raise ValidationFailed.single(
             field, "unknown_user", f"{user_id!r} is not a member of {org.name}"
         )
+    if must_administer:
+        role = org.role(role_key)
+        if role is None or not role.is_admin:
+            raise ValidationFailed.single(
+                field, "not_an_admin", f"{user_id!r} is not an admin of {org.name}"
+            )
     return replace(actor, on_behalf_of_user_id=user_id)

@@ -25,24 +25,36 @@ from webapp.services.counters import status_totals
 from webapp.services.errors import FieldError
 from webapp.services.errors import ValidationFailed
 from webapp.services.search import email_search_condition
+from webapp.services.validation import email_key
 
 ORDERINGS = ("created_at", "-created_at", "email", "-email")
 MAX_LIMIT = 500
+# Far beyond any real list; larger numbers overflow the databases' 64-bit integers.
+MAX_OFFSET = 1_000_000_000
 MAX_QUERY_LENGTH = 254
 SEARCH_TOTAL_CAP = 1_000
 
 
 @dataclass
 class InvitationQuery:
-    """What to list. ``starting_after``/``ending_before`` are invitation ids (cursors)."""
+    """What to list. ``starting_after``/``ending_before`` are invitation ids (cursors).
+
+    ``query`` finds a part of an address; ``email`` one whole address (case-insensitive);
+    ``roles``, when given, keeps invitations with one of these role keys (an empty list
+    matches nothing). ``max_limit`` is the largest page the caller's surface allows (the
+    vendor APIs each document their own).
+    """
 
     statuses: Sequence[str] = ()
     query: str | None = None
+    email: str | None = None
+    roles: Sequence[str] | None = None
     order_by: str = "-created_at"
     limit: int = 20
     offset: int | None = None
     starting_after: str | None = None
     ending_before: str | None = None
+    max_limit: int = MAX_LIMIT
     # The dashboard shows each inviter's name (ORM objects with their inviter); the API
     # reads columns only, and plain rows load several times faster.
     plain_rows: bool = False
@@ -92,12 +104,14 @@ def _check(q: InvitationQuery) -> list[FieldError]:
                 f"{q.order_by!r} is not an ordering (one of: {', '.join(ORDERINGS)})",
             )
         )
-    if not isinstance(q.limit, int) or not 1 <= q.limit <= MAX_LIMIT:
+    if not isinstance(q.limit, int) or not 1 <= q.limit <= q.max_limit:
         errors.append(
-            FieldError("limit", "out_of_range", f"limit must be between 1 and {MAX_LIMIT}")
+            FieldError("limit", "out_of_range", f"limit must be between 1 and {q.max_limit}")
         )
-    if q.offset is not None and (not isinstance(q.offset, int) or q.offset < 0):
-        errors.append(FieldError("offset", "out_of_range", "offset must be 0 or more"))
+    if q.offset is not None and (not isinstance(q.offset, int) or not 0 <= q.offset <= MAX_OFFSET):
+        errors.append(
+            FieldError("offset", "out_of_range", f"offset must be between 0 and {MAX_OFFSET:,}")
+        )
     cursors = [n for n in ("starting_after", "ending_before") if getattr(q, n)]
     if len(cursors) > 1 or (cursors and q.offset):
         errors.append(
@@ -109,6 +123,8 @@ def _check(q: InvitationQuery) -> list[FieldError]:
         )
     if q.query is not None and len(q.query) > MAX_QUERY_LENGTH:
         errors.append(FieldError("query", "too_long", "the search is too long"))
+    if q.email is not None and len(q.email) > MAX_QUERY_LENGTH:
+        errors.append(FieldError("email", "too_long", "the email address is too long"))
     return errors
 
 
@@ -126,6 +142,10 @@ def list_invitations(
     statuses = list(dict.fromkeys(q.statuses))
     if statuses:
         conditions.append(or_(*(status_condition(s, now) for s in statuses)))
+    if q.email is not None:
+        conditions.append(Invitation.email_key == email_key(q.email))
+    if q.roles is not None:
+        conditions.append(Invitation.role.in_(list(dict.fromkeys(q.roles))))
     search = (q.query or "").strip().lower()
     if search:
         conditions.append(email_search_condition(session, search))
@@ -176,10 +196,12 @@ def list_invitations(
 
     totals = status_totals(session, org.id if org else None, now)
     total_exact = True
-    if search and not cursor_id and not has_more:
+    # The per-status counters only know statuses: any other filter is counted.
+    narrowed = bool(search or q.email is not None or q.roles is not None)
+    if narrowed and not cursor_id and not has_more:
         # The whole result is on this page: no need to count it again.
         total = (q.offset or 0) + len(rows)
-    elif search:
+    elif narrowed:
         # Counting every match of a common term would scan the table: stop at a cap.
         count_conditions = conditions[:-1] if cursor_id else conditions
         capped = (

@@ -73,9 +73,19 @@ def _reload(session: Session, invitation: Invitation) -> Invitation:
 
 
 def revoke_invitation(
-    session: Session, org: Organization, invitation_id: str, *, actor: Actor
+    session: Session,
+    org: Organization,
+    invitation_id: str,
+    *,
+    actor: Actor,
+    verb: str = "revoked",
 ) -> Invitation:
-    """Revoke a pending invitation: its link dies and its unsent email is cancelled."""
+    """Revoke a pending invitation: its link dies and its unsent email is cancelled.
+
+    Only a pending invitation can be revoked (an accepted one, in particular, cannot be
+    withdrawn); ``verb`` is the caller's word for it in that error ("deleted" for the
+    vendor APIs that call revoking deleting).
+    """
     invitation = get_invitation(session, org, invitation_id)
     now = utcnow()
     won = _conditional_update(
@@ -96,9 +106,7 @@ def revoke_invitation(
     )
     _reload(session, invitation)
     if not won:
-        raise InvalidTransition(
-            invitation.id, invitation.effective_status(now), "revoked", "pending"
-        )
+        raise InvalidTransition(invitation.id, invitation.effective_status(now), verb, "pending")
     cancelled = cancel_unsent_for_invitations(session, [invitation.id])
     if cancelled and invitation.delivery_status == DeliveryStatus.QUEUED.value:
         invitation.delivery_status = None

@@ -144,11 +144,16 @@ def create_organization(
     return org
 
 
+def admin_role(org: Organization) -> OrgRole | None:
+    """The organization's first role that administers it (None if no role does)."""
+    return next((r for r in org.roles if r.is_admin), None)
+
+
 def add_admin_member(
     session: Session, org: Organization, user: User, *, actor: Actor
 ) -> Membership:
     """Make ``user`` a member of ``org`` with its first admin role (e.g. its creator)."""
-    role = next((r for r in org.roles if r.is_admin), None)
+    role = admin_role(org)
     if role is None:
         raise Conflict(f"{org.name} has no admin role", code="no_admin_role")
     if session.scalar(
