@@ -166,3 +166,22 @@ def test_an_import_over_the_quota_is_refused_with_the_numbers(app, acme, people)
     result = invoke(app, "invitations", "import", "--org", acme, str(people))
     input_error(result, "This import would add 2 pending invitations", "at most 1 more")
     assert invitations(app) == {}
+
+
+def test_the_import_refuses_to_act_through_a_remote_server(people):
+    """The importer writes to the local database; with a server URL it says so."""
+    from tests.test_cli_remote import bare
+
+    result = bare(
+        "--url",
+        "http://127.0.0.1:9",
+        "--api-key",
+        "k",
+        "invitations",
+        "import",
+        "--org",
+        "acme",
+        str(people),
+    )
+    assert result.exit_code == 2
+    assert "`invitations import` works on the local database only" in result.stderr
