@@ -1,8 +1,12 @@
-"""Checks on decoded JSON bodies shared by the native API and the compat layers."""
+"""Checks on request input shared by the native API and the compat layers: each
+surface turns the FieldError these answer into its own error envelope."""
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Any
+
+from webapp.services.errors import FieldError
 
 # Deeper documents are refused before anything walks them recursively (a 1 MiB body of
 # brackets would otherwise exhaust Python's recursion limit: a 500).
@@ -41,4 +45,32 @@ def nul_location(value: Any, path: str = "") -> str | None:
             found = nul_location(item, f"{path}[{index}]")
             if found is not None:
                 return found
+    return None
+
+
+def nul_character(name: str) -> FieldError:
+    """No database stores a NUL character (PostgreSQL refuses it): say so, naming where."""
+    return FieldError(name, "nul_character", f"{name} contains a NUL character")
+
+
+def parameter_problem(parameters: Iterable[tuple[str, str]]) -> FieldError | None:
+    """The first path or query parameter holding a NUL character, as an error; else None."""
+    for name, value in parameters:
+        if "\x00" in value:
+            return nul_character(name)
+    return None
+
+
+def document_problem(document: Any) -> FieldError | None:
+    """Why a decoded body cannot be used (nested too deep, a NUL character), or None.
+
+    ``document`` is TOO_DEEP when the decoder itself hit the recursion limit.
+    """
+    if document is TOO_DEEP or too_deep(document):
+        return FieldError(
+            "body", "too_deep", f"the request body nests deeper than {MAX_JSON_DEPTH} levels"
+        )
+    where = nul_location(document)
+    if where is not None:
+        return nul_character(where or "body")
     return None

@@ -25,10 +25,9 @@ from flask import request
 from pydantic import BaseModel
 from pydantic import ValidationError
 
-from webapp.api.json_input import MAX_JSON_DEPTH
 from webapp.api.json_input import TOO_DEEP
-from webapp.api.json_input import nul_location
-from webapp.api.json_input import too_deep
+from webapp.api.json_input import document_problem
+from webapp.api.json_input import parameter_problem
 from webapp.api.principals import ApiPrincipal
 from webapp.api.principals import authenticate_request
 from webapp.api.principals import require_instance_key
@@ -84,7 +83,6 @@ class ApiCall:
     principal: ApiPrincipal
     query: Any = None
     body: Any = None
-    headers: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass
@@ -159,9 +157,9 @@ def _run(spec: Operation, view: Callable[..., Answer], path_args: dict[str, str]
     limit_headers: dict[str, str] = {}
     try:
         limit_headers = _check_rate_limits(principal)
-        for name, value in [*path_args.items(), *request.args.items(multi=True)]:
-            if "\x00" in value:
-                raise _nul_problem(name)
+        refused = parameter_problem([*path_args.items(), *request.args.items(multi=True)])
+        if refused is not None:
+            raise _invalid(refused)
         if spec.instance_only:
             require_instance_key(principal)
         call = ApiCall(
@@ -310,19 +308,13 @@ def _raw_json() -> Any:
         raise ApiProblem("malformed_request", f"the body is not valid JSON: {error}") from None
     except RecursionError:
         data = TOO_DEEP
-    if data is TOO_DEEP or too_deep(data):
-        error = FieldError(
-            "body", "too_deep", f"the body nests deeper than {MAX_JSON_DEPTH} levels"
-        )
-        raise ApiProblem("validation_failed", error.message, errors=[error])
-    where = nul_location(data)
-    if where is not None:
-        raise _nul_problem(where or "body")
+    refused = document_problem(data)
+    if refused is not None:
+        raise _invalid(refused)
     return data
 
 
-def _nul_problem(field_name: str) -> ApiProblem:
-    error = FieldError(field_name, "nul_character", f"{field_name} contains a NUL character")
+def _invalid(error: FieldError) -> ApiProblem:
     return ApiProblem("validation_failed", error.message, errors=[error])
 
 

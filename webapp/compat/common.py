@@ -22,10 +22,9 @@ from flask import g
 from flask import request
 from werkzeug.exceptions import HTTPException
 
-from webapp.api.json_input import MAX_JSON_DEPTH
 from webapp.api.json_input import TOO_DEEP
-from webapp.api.json_input import nul_location
-from webapp.api.json_input import too_deep
+from webapp.api.json_input import document_problem
+from webapp.api.json_input import parameter_problem
 from webapp.api.principals import ApiPrincipal
 from webapp.api.principals import authenticate_request
 from webapp.api.rate_limits import count_request
@@ -70,9 +69,11 @@ def compat_blueprint(
         g.rate_limit_headers = counted.headers
         if counted.refusal is not None:
             raise Throttled(counted.refusal, counted.retry_after)
-        for name, value in [*(request.view_args or {}).items(), *request.args.items(multi=True)]:
-            if "\x00" in value:
-                raise _nul_character(name)
+        refused = parameter_problem(
+            [*(request.view_args or {}).items(), *request.args.items(multi=True)]
+        )
+        if refused is not None:
+            raise ValidationFailed([refused])
 
     @blueprint.errorhandler(ServiceError)
     def _service_error(error: ServiceError) -> Response:
@@ -114,21 +115,12 @@ def json_body(*, required: bool = True) -> Any:
         body = request.get_json(force=True, silent=True)
     except RecursionError:
         body = TOO_DEEP
-    if body is TOO_DEEP or too_deep(body):
-        raise ValidationFailed.single(
-            "body", "too_deep", f"the request body nests deeper than {MAX_JSON_DEPTH} levels"
-        )
     if body is None:
         raise ValidationFailed.single("body", "invalid_json", "the request body is not valid JSON")
-    where = nul_location(body)
-    if where is not None:
-        raise _nul_character(where or "body")
+    refused = document_problem(body)
+    if refused is not None:
+        raise ValidationFailed([refused])
     return body
-
-
-def _nul_character(name: str) -> ValidationFailed:
-    """No database stores a NUL character (PostgreSQL refuses it): say so, naming where."""
-    return ValidationFailed.single(name, "nul_character", f"{name} contains a NUL character")
 
 
 def json_object(
