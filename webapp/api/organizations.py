@@ -13,7 +13,6 @@ from webapp.api.operations import Answer
 from webapp.api.operations import ApiCall
 from webapp.api.operations import operation
 from webapp.api.principals import organization_for
-from webapp.api.principals import require_instance_key
 from webapp.api.serializers import api_key_json
 from webapp.api.serializers import cursor_page_json
 from webapp.api.serializers import member_json
@@ -75,11 +74,11 @@ def organizations(call: ApiCall) -> Answer:
     body=schemas.OrganizationCreate,
     response=schemas.Organization,
     status=201,
-    problems=("validation_failed", "conflict", "forbidden"),
+    problems=("validation_failed", "conflict"),
+    instance_only=True,
 )
 def create_org(call: ApiCall) -> Answer:
     """Instance keys only. The organization starts with the roles `admin` and `member`."""
-    require_instance_key(call.principal)
     org = create_organization(db.session, name=call.body.name, slug=call.body.slug)
     return Answer(organization_json(org), 201)
 
