@@ -19,6 +19,7 @@ from flask import request
 from werkzeug.exceptions import HTTPException
 
 from webapp.api.principals import own_organization
+from webapp.api.serializers import timestamp
 from webapp.clock import utcnow
 from webapp.compat import roles
 from webapp.compat import statuses
@@ -31,7 +32,6 @@ from webapp.compat.common import principal
 from webapp.compat.common import query_int
 from webapp.compat.common import query_list
 from webapp.compat.common import renamed
-from webapp.compat.common import rfc3339
 from webapp.extensions import db
 from webapp.models import Invitation
 from webapp.models import Organization
@@ -118,9 +118,9 @@ def invite_json(invitation: Invitation, org: Organization, status: str | None) -
         "email": invitation.email,
         "role": roles.anthropic_role(org, invitation.role),
         "status": status,
-        "invited_at": rfc3339(invitation.created_at),
-        "expires_at": rfc3339(invitation.expires_at),
-        "accepted_at": rfc3339(invitation.accepted_at),
+        "invited_at": timestamp(invitation.created_at),
+        "expires_at": timestamp(invitation.expires_at),
+        "accepted_at": timestamp(invitation.accepted_at),
         "rbac_group_ids": [],
     }
 

@@ -12,7 +12,6 @@ import json
 from collections.abc import Callable
 from collections.abc import Iterable
 from collections.abc import Mapping
-from datetime import UTC
 from datetime import datetime
 from typing import Any
 
@@ -177,10 +176,3 @@ def unix_ms(moment: datetime | None) -> int | None:
 def unix_seconds(moment: datetime | None) -> int | None:
     """Seconds since the epoch (OpenAI)."""
     return None if moment is None else int(moment.timestamp())
-
-
-def rfc3339(moment: datetime | None) -> str | None:
-    """RFC 3339 in UTC with a ``Z`` (Anthropic)."""
-    if moment is None:
-        return None
-    return moment.astimezone(UTC).isoformat().replace("+00:00", "Z")
