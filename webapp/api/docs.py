@@ -85,9 +85,8 @@ def fields_of(ref_or_schema: dict[str, Any], components: dict[str, Any]) -> list
                 "type": type_label(prop, components),
                 "required": name in required,
                 "description": prop.get("description", ""),
-                "limits": limits_label(
-                    {**plain, **{k: v for k, v in prop.items() if k == "default"}}
-                ),
+                # The limits sit on the non-null branch; the default on the field itself.
+                "limits": limits_label({**plain, "default": prop.get("default")}),
             }
         )
     return rows
