@@ -85,10 +85,7 @@ def organization_for(session: Session, principal: ApiPrincipal, ref: str) -> Org
     An org key sees only its own organization: any other is NotFound, exactly like one
     that does not exist, so keys cannot probe for other tenants.
     """
-    try:
-        org = get_organization(session, ref, with_roles=False)
-    except NotFound:
-        raise NotFound(f"no organization {ref!r}") from None
+    org = get_organization(session, ref, with_roles=False)
     if principal.org_id is not None and org.id != principal.org_id:
         raise NotFound(f"no organization {ref!r}")
     return org
