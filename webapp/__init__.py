@@ -45,6 +45,7 @@ def create_app(
 
 
 def _apply_settings(app: Flask, settings: dict[str, Any], require_secret_key: bool) -> None:
+    from webapp.rate_limit_storage import storage_uri
     from webapp.secrets_store import read_instance_secret
 
     app.config.update({k: v for k, v in settings.items() if k not in {"DATABASE_URL"}})
@@ -89,7 +90,7 @@ def _apply_settings(app: Flask, settings: dict[str, Any], require_secret_key: bo
         REMEMBER_COOKIE_HTTPONLY=True,
         REMEMBER_COOKIE_SAMESITE="Lax",
         REMEMBER_COOKIE_SECURE=settings.get("SESSION_COOKIE_SECURE", True),
-        RATELIMIT_STORAGE_URI=settings.get("RATELIMIT_STORAGE_URI") or "memory://",
+        RATELIMIT_STORAGE_URI=storage_uri(settings.get("RATELIMIT_STORAGE_URI") or "memory://"),
         RATELIMIT_HEADERS_ENABLED=True,
         # A form stays valid as long as the session (8 h), not one hour.
         WTF_CSRF_TIME_LIMIT=8 * 3600,
