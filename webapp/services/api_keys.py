@@ -7,8 +7,11 @@ import secrets
 from dataclasses import dataclass
 from datetime import datetime
 from datetime import timedelta
+from functools import cache
 
 from sqlalchemy import Connection
+from sqlalchemy import Select
+from sqlalchemy import bindparam
 from sqlalchemy import or_
 from sqlalchemy import select
 from sqlalchemy import update
@@ -72,12 +75,16 @@ def find_live_api_key(connection: Connection, raw: str) -> LiveKey | None:
     """The unrevoked key matching ``raw``; None for anything else (reads only)."""
     if not isinstance(raw, str) or not raw.startswith(KEY_PREFIX) or len(raw) > 100:
         return None
-    row = connection.execute(
-        select(ApiKey.id, ApiKey.org_id, ApiKey.name, ApiKey.last_used_at).where(
-            ApiKey.key_hash == _hash_key(raw), ApiKey.revoked_at.is_(None)
-        )
-    ).first()
+    row = connection.execute(_live_key_statement(), {"key_hash": _hash_key(raw)}).first()
     return LiveKey(row.id, row.org_id, row.name, row.last_used_at) if row else None
+
+
+@cache
+def _live_key_statement() -> Select:
+    """Built once: every API request runs it."""
+    return select(ApiKey.id, ApiKey.org_id, ApiKey.name, ApiKey.last_used_at).where(
+        ApiKey.key_hash == bindparam("key_hash"), ApiKey.revoked_at.is_(None)
+    )
 
 
 def last_used_is_stale(key: LiveKey, now: datetime) -> bool:

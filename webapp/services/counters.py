@@ -5,9 +5,13 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Mapping
 from datetime import datetime
+from functools import cache
+from typing import Any
 
 from sqlalchemy import ColumnElement
 from sqlalchemy import ScalarSelect
+from sqlalchemy import Select
+from sqlalchemy import bindparam
 from sqlalchemy import delete
 from sqlalchemy import func
 from sqlalchemy import insert
@@ -42,14 +46,14 @@ def adjust_counters(session: Session, org_id: str, deltas: Mapping[str, int]) ->
             )
 
 
-def _pending_conditions(org_id: str | None) -> list[ColumnElement[bool]]:
+def _pending_conditions(org_id: Any) -> list[ColumnElement[bool]]:
     pending = [Invitation.status == InvitationStatus.PENDING.value]
     if org_id is not None:
         pending.append(Invitation.org_id == org_id)
     return pending
 
 
-def _earliest_pending_expiry(org_id: str | None) -> ScalarSelect:
+def _earliest_pending_expiry(org_id: Any) -> ScalarSelect:
     """The earliest pending expiry: one probe of an index that leads with status and
     expiry. Usually still in the future, so nothing needs counting."""
     return (
@@ -75,6 +79,21 @@ def _lapsed_pending(session: Session, org_id: str | None, now: datetime) -> int:
     )
 
 
+@cache
+def _stored_totals_statement(per_org: bool) -> Select:
+    """Stored counts per status and the earliest pending expiry, for one org (bound as
+    ``org_id``) or all. Built once: every list page runs it."""
+    org_id = bindparam("org_id") if per_org else None
+    statement = select(
+        InvitationCounter.status,
+        func.sum(InvitationCounter.count),
+        _earliest_pending_expiry(org_id),
+    ).group_by(InvitationCounter.status)
+    if per_org:
+        statement = statement.where(InvitationCounter.org_id == org_id)
+    return statement
+
+
 def status_totals(
     session: Session, org_id: str | None, now: datetime | None = None
 ) -> dict[str, int]:
@@ -85,16 +104,12 @@ def status_totals(
     one query.
     """
     now = now or utcnow()
-    stored_query = select(
-        InvitationCounter.status,
-        func.sum(InvitationCounter.count),
-        _earliest_pending_expiry(org_id),
-    ).group_by(InvitationCounter.status)
-    if org_id is not None:
-        stored_query = stored_query.where(InvitationCounter.org_id == org_id)
-    totals = {s: 0 for s in STATUS_VALUES}
+    totals = dict.fromkeys(STATUS_VALUES, 0)
     earliest = None
-    for status, count, earliest_expiry in session.execute(stored_query):
+    stored = session.connection().execute(
+        _stored_totals_statement(org_id is not None), {"org_id": org_id}
+    )
+    for status, count, earliest_expiry in stored:
         totals[status] = int(count or 0)
         earliest = earliest_expiry
     if earliest is not None and earliest <= now:

@@ -6,9 +6,12 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from dataclasses import field
 from datetime import datetime
+from functools import cache
 
 from sqlalchemy import ColumnElement
+from sqlalchemy import Select
 from sqlalchemy import and_
+from sqlalchemy import bindparam
 from sqlalchemy import func
 from sqlalchemy import or_
 from sqlalchemy import select
@@ -128,6 +131,71 @@ def _check(q: InvitationQuery) -> list[FieldError]:
     return errors
 
 
+@dataclass(frozen=True)
+class _PageShape:
+    """What decides a page query's SQL (values are bound parameters): its cache key."""
+
+    per_org: bool
+    statuses: tuple[str, ...]
+    by_email: bool
+    by_roles: bool
+    sort_by_created: bool
+    walk_descending: bool
+    # "<" or ">" against the cursor's (sort value, id); "" without a cursor.
+    cursor: str
+    offset: bool
+    plain_rows: bool
+
+
+@cache
+def _page_conditions(shape: _PageShape) -> tuple[ColumnElement[bool], ...]:
+    """The filters, without the cursor's and the search's (which the count leaves out
+    or adds itself)."""
+    now = bindparam("now", type_=Invitation.expires_at.type)
+    conditions: list[ColumnElement[bool]] = []
+    if shape.per_org:
+        conditions.append(Invitation.org_id == bindparam("org_id"))
+    if shape.statuses:
+        conditions.append(or_(*(status_condition(s, now) for s in shape.statuses)))
+    if shape.by_email:
+        conditions.append(Invitation.email_key == bindparam("email_key"))
+    if shape.by_roles:
+        conditions.append(Invitation.role.in_(bindparam("roles", expanding=True)))
+    return tuple(conditions)
+
+
+@cache
+def _page_statement(shape: _PageShape) -> Select:
+    """The page query for ``shape``, built once: every list page runs one."""
+    sort_column = Invitation.created_at if shape.sort_by_created else Invitation.email_key
+    conditions = list(_page_conditions(shape))
+    if shape.cursor:
+        key = tuple_(sort_column, Invitation.id)
+        anchor = tuple_(bindparam("anchor_sort", type_=sort_column.type), bindparam("anchor_id"))
+        conditions.append(key < anchor if shape.cursor == "<" else key > anchor)
+    order = (
+        [sort_column.desc(), Invitation.id.desc()]
+        if shape.walk_descending
+        else [sort_column.asc(), Invitation.id.asc()]
+    )
+    if shape.plain_rows:
+        statement = select(*Invitation.__table__.columns)
+    else:
+        # One query for the page's inviters, not one per row.
+        statement = select(Invitation).options(selectinload(Invitation.inviter))
+    statement = statement.where(*conditions).order_by(*order).limit(bindparam("limit"))
+    if shape.offset:
+        statement = statement.offset(bindparam("offset"))
+    return statement
+
+
+@cache
+def _cursor_statement() -> Select:
+    return select(
+        Invitation.org_id, Invitation.created_at, Invitation.email_key, Invitation.id
+    ).where(Invitation.id == bindparam("id"))
+
+
 def list_invitations(
     session: Session, org: Organization | None, q: InvitationQuery
 ) -> InvitationPage:
@@ -136,59 +204,56 @@ def list_invitations(
     if errors:
         raise ValidationFailed(errors)
     now = utcnow()
-    conditions: list[ColumnElement[bool]] = []
-    if org is not None:
-        conditions.append(Invitation.org_id == org.id)
-    statuses = list(dict.fromkeys(q.statuses))
-    if statuses:
-        conditions.append(or_(*(status_condition(s, now) for s in statuses)))
+    statuses = tuple(dict.fromkeys(q.statuses))
+    params: dict[str, object] = {
+        "now": now,
+        "org_id": org.id if org is not None else None,
+        "limit": q.limit + 1,
+        "offset": q.offset or 0,
+    }
     if q.email is not None:
-        conditions.append(Invitation.email_key == email_key(q.email))
+        params["email_key"] = email_key(q.email)
     if q.roles is not None:
-        conditions.append(Invitation.role.in_(list(dict.fromkeys(q.roles))))
+        params["roles"] = list(dict.fromkeys(q.roles))
     search = (q.query or "").strip().lower()
-    if search:
-        conditions.append(email_search_condition(session, search))
+    search_condition = email_search_condition(session, search) if search else None
 
     descending = q.order_by.startswith("-")
-    sort_column = (
-        Invitation.created_at if q.order_by.endswith("created_at") else Invitation.email_key
-    )
-    key = tuple_(sort_column, Invitation.id)
-
+    sort_by_created = q.order_by.endswith("created_at")
     backwards = False
+    cursor = ""
     cursor_id = q.starting_after or q.ending_before
     if cursor_id:
-        anchor = session.get(Invitation, cursor_id)
+        anchor = session.connection().execute(_cursor_statement(), {"id": cursor_id}).first()
         if anchor is None or (org is not None and anchor.org_id != org.id):
             name = "starting_after" if q.starting_after else "ending_before"
             raise ValidationFailed.single(
                 name, "unknown_cursor", f"{cursor_id!r} is not an invitation in this list"
             )
-        anchor_key = tuple_(
-            anchor.created_at if sort_column is Invitation.created_at else anchor.email_key,
-            anchor.id,
-        )
+        params["anchor_sort"] = anchor.created_at if sort_by_created else anchor.email_key
+        params["anchor_id"] = anchor.id
         backwards = bool(q.ending_before)
         after = descending != backwards  # walking "down" the chosen order
-        conditions.append(key < anchor_key if after else key > anchor_key)
+        cursor = "<" if after else ">"
 
-    walk_descending = descending != backwards
-    order = (
-        [sort_column.desc(), Invitation.id.desc()]
-        if walk_descending
-        else [sort_column.asc(), Invitation.id.asc()]
+    shape = _PageShape(
+        per_org=org is not None,
+        statuses=statuses,
+        by_email=q.email is not None,
+        by_roles=q.roles is not None,
+        sort_by_created=sort_by_created,
+        walk_descending=descending != backwards,
+        cursor=cursor,
+        offset=bool(q.offset),
+        plain_rows=q.plain_rows,
     )
+    statement = _page_statement(shape)
+    if search_condition is not None:
+        statement = statement.where(search_condition)
     if q.plain_rows:
-        statement = select(*Invitation.__table__.columns)
+        rows = list(session.connection().execute(statement, params))
     else:
-        # One query for the page's inviters, not one per row.
-        statement = select(Invitation).options(selectinload(Invitation.inviter))
-    statement = statement.where(*conditions).order_by(*order).limit(q.limit + 1)
-    if q.offset:
-        statement = statement.offset(q.offset)
-    result = session.execute(statement)
-    rows = list(result) if q.plain_rows else list(result.scalars())
+        rows = list(session.execute(statement, params).scalars())
     has_more = len(rows) > q.limit
     rows = rows[: q.limit]
     if backwards:
@@ -203,11 +268,13 @@ def list_invitations(
         total = (q.offset or 0) + len(rows)
     elif narrowed:
         # Counting every match of a common term would scan the table: stop at a cap.
-        count_conditions = conditions[:-1] if cursor_id else conditions
+        count_conditions = list(_page_conditions(shape))
+        if search_condition is not None:
+            count_conditions.append(search_condition)
         capped = (
             select(Invitation.id).where(*count_conditions).limit(SEARCH_TOTAL_CAP + 1).subquery()
         )
-        total = session.scalar(select(func.count()).select_from(capped)) or 0
+        total = session.scalar(select(func.count()).select_from(capped), params) or 0
         if total > SEARCH_TOTAL_CAP:
             total, total_exact = SEARCH_TOTAL_CAP, False
     else:

@@ -6,7 +6,10 @@ import re
 import unicodedata
 from collections.abc import Sequence
 from dataclasses import dataclass
+from functools import cache
 
+from sqlalchemy import Select
+from sqlalchemy import bindparam
 from sqlalchemy import exists
 from sqlalchemy import func
 from sqlalchemy import or_
@@ -188,13 +191,20 @@ def get_organization(session: Session, ref: str, *, with_roles: bool = True) -> 
 
     ``with_roles=False`` skips loading the roles up front (they load when first used).
     """
-    statement = select(Organization).where(or_(Organization.slug == ref, Organization.id == ref))
-    if with_roles:
-        statement = statement.options(selectinload(Organization.roles))
-    org = session.scalar(statement)
+    org = session.scalar(_organization_statement(with_roles), {"ref": ref})
     if org is None:
         raise NotFound(f"no organization {ref!r}")
     return org
+
+
+@cache
+def _organization_statement(with_roles: bool) -> Select:
+    """Built once: most requests look their organization up by the URL's reference."""
+    ref = bindparam("ref")
+    statement = select(Organization).where(or_(Organization.slug == ref, Organization.id == ref))
+    if with_roles:
+        statement = statement.options(selectinload(Organization.roles))
+    return statement
 
 
 def list_organizations(session: Session) -> list[Organization]:
