@@ -57,3 +57,13 @@ def test_limits_still_refuse_past_the_amount():
     limiter_ = FixedWindowRateLimiter(SweepingMemoryStorage("orginvites-memory://"))
     item = parse_limit("3/minute")
     assert [limiter_.hit(item, "k") for _ in range(4)] == [True, True, True, False]
+
+
+def test_flask_limiter_skips_only_the_self_counted_api_blueprints(make_app):
+    """The API and compat layers count their own budgets; the dashboard's and the
+    acceptance page's limits still go through Flask-Limiter."""
+    from webapp.extensions import SELF_LIMITED_BLUEPRINTS
+
+    assert {"api", "compat_clerk", "compat_openai", "compat_anthropic"} <= SELF_LIMITED_BLUEPRINTS
+    assert not {"auth", "acceptance", "invitations"} & SELF_LIMITED_BLUEPRINTS
+    assert set(SELF_LIMITED_BLUEPRINTS) <= set(make_app("sqlite").blueprints)

@@ -1,5 +1,6 @@
 """Extension singletons, unbound; ``create_app`` binds them with ``init_app``."""
 
+from flask import request
 from flask_alembic import Alembic
 from flask_limiter import Limiter
 from flask_limiter.util import get_remote_address
@@ -14,3 +15,12 @@ alembic = Alembic(metadatas=Base.metadata, run_mkdir=False)
 csrf = CSRFProtect()
 login_manager = LoginManager()
 limiter = Limiter(key_func=get_remote_address)
+
+# Blueprints whose requests count against the API's own budgets (webapp.api.rate_limits):
+# Flask-Limiter's per-request check skips them (it has no limit for them, only its cost).
+SELF_LIMITED_BLUEPRINTS: set[str] = set()
+
+
+@limiter.request_filter
+def _counted_by_the_api() -> bool:
+    return request.blueprint in SELF_LIMITED_BLUEPRINTS

@@ -27,6 +27,7 @@ from webapp.api.json_input import parameter_problem
 from webapp.api.principals import ApiPrincipal
 from webapp.api.principals import authenticate_request
 from webapp.api.rate_limits import count_request
+from webapp.extensions import SELF_LIMITED_BLUEPRINTS
 from webapp.extensions import csrf
 from webapp.extensions import db
 from webapp.services.errors import FieldError
@@ -58,6 +59,7 @@ def compat_blueprint(
     """
     blueprint = Blueprint(name, __name__, url_prefix=url_prefix)
     csrf.exempt(blueprint)
+    SELF_LIMITED_BLUEPRINTS.add(blueprint.name)
 
     @blueprint.before_request
     def _authenticate() -> None:

@@ -25,8 +25,11 @@ def content_security_policy(**overrides: str) -> str:
     return "; ".join(f"{k} {v}" for k, v in directives.items())
 
 
+DEFAULT_POLICY = content_security_policy()
+
+
 def apply_security_headers(response: Response) -> Response:
-    response.headers.setdefault("Content-Security-Policy", content_security_policy())
+    response.headers.setdefault("Content-Security-Policy", DEFAULT_POLICY)
     response.headers.setdefault("X-Content-Type-Options", "nosniff")
     response.headers.setdefault("X-Frame-Options", "DENY")
     response.headers.setdefault("Referrer-Policy", "strict-origin")
