@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+from functools import cache
+
+from sqlalchemy import Select
+from sqlalchemy import bindparam
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 from sqlalchemy.orm import selectinload
@@ -35,21 +39,32 @@ def organization_for_admin(session: Session, user: User, slug: str) -> Organizat
     NotFound when it does not exist or the user has nothing to do with it (no hint it
     exists); Forbidden when the user is a member without an admin role.
     """
-    org = session.scalar(
-        select(Organization)
-        .where(Organization.slug == slug)
-        .options(selectinload(Organization.roles))
-    )
+    org = session.scalar(_organization_by_slug(), {"slug": slug})
     if org is None:
         raise NotFound(f"no organization {slug!r}")
     if user.is_superuser:
         return org
-    membership = session.scalar(
-        select(Membership).where(Membership.org_id == org.id, Membership.user_id == user.id)
-    )
-    if membership is None:
+    member_role = session.scalar(_member_role(), {"org_id": org.id, "user_id": user.id})
+    if member_role is None:
         raise NotFound(f"no organization {slug!r}")
-    role = org.role(membership.role)
+    role = org.role(member_role)
     if role is None or not role.is_admin:
         raise Forbidden(f"you are not an admin of {org.name}")
     return org
+
+
+@cache
+def _organization_by_slug() -> Select:
+    """Built once: every dashboard page of an organization runs it."""
+    return (
+        select(Organization)
+        .where(Organization.slug == bindparam("slug"))
+        .options(selectinload(Organization.roles))
+    )
+
+
+@cache
+def _member_role() -> Select:
+    return select(Membership.role).where(
+        Membership.org_id == bindparam("org_id"), Membership.user_id == bindparam("user_id")
+    )

@@ -9,6 +9,7 @@ from flask import current_app
 from flask import g
 
 from webapp.clock import utcnow
+from webapp.models.invitations import effective_status
 
 
 def relative_time(value: datetime | None, now: datetime | None = None) -> str:
@@ -30,7 +31,11 @@ def relative_time(value: datetime | None, now: datetime | None = None) -> str:
 
 
 def exact_time(value: datetime | None) -> str:
-    return value.strftime("%Y-%m-%d %H:%M UTC") if value else "—"
+    """'2026-11-22 07:50 UTC' (values are UTC; isoformat is several times faster than
+    strftime, which a list calls twice a row)."""
+    if not value:
+        return "—"
+    return value.replace(tzinfo=None).isoformat(" ", "minutes") + " UTC"
 
 
 def _now() -> dict[str, datetime]:
@@ -47,6 +52,7 @@ def has_endpoint(name: str) -> bool:
 
 def register_filters(app: Flask) -> None:
     app.add_template_global(has_endpoint)
+    app.add_template_global(effective_status)
     app.add_template_filter(relative_time, "relative")
     app.add_template_filter(exact_time, "exact")
     app.context_processor(_now)

@@ -84,6 +84,8 @@ class ListView:
             limit=self.limit,
             starting_after=self.after,
             ending_before=self.before,
+            plain_rows=True,
+            inviter_names=True,
         )
 
     def args(self, **changes) -> str:
