@@ -28,29 +28,11 @@ class Base(DeclarativeBase):
     metadata = sa.MetaData(naming_convention=NAMING_CONVENTION)
 
 
-class _SQLiteDateTime(sqlite.DATETIME):
-    """SQLite's DATETIME (same text format) read back with ``datetime.fromisoformat``,
-    several times faster than the regular expression SQLAlchemy parses it with."""
-
-    def result_processor(self, dialect: sa.Dialect, coltype: object):
-        parse = datetime.fromisoformat
-
-        def process(value: str | None) -> datetime | None:
-            return None if value is None else parse(value)
-
-        return process
-
-
 class UTCDateTime(sa.TypeDecorator[datetime]):
     """Aware UTC datetimes on every backend (SQLite stores them naive, in UTC)."""
 
     impl = sa.DateTime(timezone=True)
     cache_ok = True
-
-    def load_dialect_impl(self, dialect: sa.Dialect) -> sa.types.TypeEngine:
-        if dialect.name == "sqlite":
-            return dialect.type_descriptor(_SQLiteDateTime())
-        return dialect.type_descriptor(sa.DateTime(timezone=True))
 
     def process_bind_param(self, value: datetime | None, dialect: sa.Dialect) -> datetime | None:
         if value is None:
@@ -62,12 +44,31 @@ class UTCDateTime(sa.TypeDecorator[datetime]):
             return value.replace(tzinfo=None)
         return value
 
-    def process_result_value(self, value: datetime | None, dialect: sa.Dialect) -> datetime | None:
-        if value is None:
-            return None
-        if value.tzinfo is None:
-            return value.replace(tzinfo=UTC)
-        return value.astimezone(UTC)
+    def result_processor(self, dialect: sa.Dialect, coltype: object):
+        """One function per value (lists read thousands): on SQLite the stored text is
+        parsed with ``datetime.fromisoformat``, several times faster than the regular
+        expression SQLAlchemy's SQLite type uses."""
+        if dialect.name == "sqlite":
+            parse = datetime.fromisoformat
+
+            def from_text(value: str | None) -> datetime | None:
+                if value is None:
+                    return None
+                parsed = parse(value)
+                return (
+                    parsed.replace(tzinfo=UTC) if parsed.tzinfo is None else parsed.astimezone(UTC)
+                )
+
+            return from_text
+
+        def to_utc(value: datetime | None) -> datetime | None:
+            if value is None or value.tzinfo is UTC:
+                return value
+            if value.tzinfo is None:
+                return value.replace(tzinfo=UTC)
+            return value.astimezone(UTC)
+
+        return to_utc
 
 
 # JSON everywhere, JSONB on PostgreSQL (indexable, compact).

@@ -124,7 +124,6 @@ def _list_context(org: Organization, view: ListView) -> dict:
         "page": page,
         "tabs": TABS,
         "page_sizes": PAGE_SIZES,
-        "row_form": EmptyForm(),
     }
 
 
@@ -227,11 +226,7 @@ def row(org: Organization, invitation_id: str):
     if not is_partial():
         return redirect(url_for("invitations.index", slug=org.slug))
     return vary_on_htmx(
-        make_response(
-            render_template(
-                "invitations/_row.html", org=org, invitation=invitation, row_form=EmptyForm()
-            )
-        )
+        make_response(render_template("invitations/_row.html", org=org, invitation=invitation))
     )
 
 
@@ -272,7 +267,6 @@ def act(org: Organization, invitation_id: str, action: str):
             "invitations/_row.html",
             org=org,
             invitation=invitation,
-            row_form=EmptyForm(),
             notice=notice,
             notice_level=level,
         )
