@@ -47,6 +47,7 @@ def create_app(
 def _apply_settings(app: Flask, settings: dict[str, Any], require_secret_key: bool) -> None:
     from webapp.rate_limit_storage import storage_uri
     from webapp.secrets_store import read_instance_secret
+    from webapp.sqlite_writers import TurnTakingConnection
 
     app.config.update({k: v for k, v in settings.items() if k not in {"DATABASE_URL"}})
     secret = settings.get("SECRET_KEY") or read_instance_secret(app.instance_path)
@@ -67,7 +68,14 @@ def _apply_settings(app: Flask, settings: dict[str, Any], require_secret_key: bo
     )
     if url.startswith("sqlite"):
         Path(app.instance_path).mkdir(parents=True, exist_ok=True)
-        engine = {"url": url, "connect_args": {"check_same_thread": False, "timeout": 10}}
+        engine = {
+            "url": url,
+            "connect_args": {
+                "check_same_thread": False,
+                "timeout": 10,
+                "factory": TurnTakingConnection,
+            },
+        }
     else:
         pool_size = settings.get("DATABASE_POOL_SIZE") or 10
         engine = {

@@ -13,6 +13,9 @@ from sqlalchemy.dialects import postgresql
 from sqlalchemy.dialects import sqlite
 from sqlalchemy.orm import DeclarativeBase
 
+from webapp.sqlite_writers import TurnTakingConnection
+from webapp.sqlite_writers import writers_lock_path
+
 NAMING_CONVENTION = {
     "ix": "ix_%(table_name)s_%(column_0_N_name)s",
     "uq": "uq_%(table_name)s_%(column_0_N_name)s",
@@ -92,17 +95,21 @@ sqlite_reads_only: ContextVar[bool] = ContextVar("sqlite_reads_only", default=Fa
 def configure_engine(engine: sa.Engine) -> None:
     """Apply the per-dialect session rules.
 
-    SQLite: WAL, foreign keys, a busy timeout, and every transaction opened with
+    SQLite: WAL, foreign keys, a busy timeout, writers that take turns through a file
+    lock (``webapp.sqlite_writers``), and every transaction opened with
     ``BEGIN IMMEDIATE`` so that a read-then-write transaction never fails half-way
     with SQLITE_BUSY (Python's sqlite3 would otherwise start transactions lazily,
     after the SELECTs) — except while ``sqlite_reads_only`` is set (GET requests).
     """
     if engine.dialect.name != "sqlite":
         return
+    lock_path = writers_lock_path(engine.url.database)
 
     @event.listens_for(engine, "connect")
     def _sqlite_connect(dbapi_connection: Any, _record: Any) -> None:
         dbapi_connection.isolation_level = None  # we issue BEGIN ourselves
+        if lock_path and isinstance(dbapi_connection, TurnTakingConnection):
+            dbapi_connection.enable_turns(lock_path)
         cursor = dbapi_connection.cursor()
         cursor.execute("PRAGMA journal_mode=WAL")
         cursor.execute("PRAGMA foreign_keys=ON")
@@ -114,4 +121,16 @@ def configure_engine(engine: sa.Engine) -> None:
     def _sqlite_begin(connection: sa.Connection) -> None:
         if connection.get_execution_options().get("isolation_level") == "AUTOCOMMIT":
             return  # each statement is its own (read) transaction
-        connection.exec_driver_sql("BEGIN" if sqlite_reads_only.get() else "BEGIN IMMEDIATE")
+        if sqlite_reads_only.get():
+            connection.exec_driver_sql("BEGIN")
+            return
+        dbapi_connection = connection.connection.dbapi_connection
+        if isinstance(dbapi_connection, TurnTakingConnection):
+            # Wait for the writers before this one (see webapp.sqlite_writers).
+            dbapi_connection.take_write_turn()
+        try:
+            connection.exec_driver_sql("BEGIN IMMEDIATE")
+        except BaseException:
+            if isinstance(dbapi_connection, TurnTakingConnection):
+                dbapi_connection.end_write_turn()
+            raise
