@@ -7,6 +7,7 @@ from datetime import datetime
 from flask import Flask
 from flask import current_app
 from flask import g
+from markupsafe import Markup
 
 from webapp.clock import utcnow
 from webapp.models.invitations import effective_status
@@ -38,6 +39,16 @@ def exact_time(value: datetime | None) -> str:
     return value.replace(tzinfo=None).isoformat(" ", "minutes") + " UTC"
 
 
+def time_element(value: datetime | None, now: datetime | None = None) -> Markup | str:
+    """``<time>`` with the exact time as its title and the relative time as its text
+    (one call per cell: lists show two a row)."""
+    if value is None:
+        return "—"
+    return Markup('<time datetime="{}" title="{}">{}</time>').format(
+        value.isoformat(), exact_time(value), relative_time(value, now)
+    )
+
+
 def _now() -> dict[str, datetime]:
     """One ``now`` per request, so every row of a page judges expiry by the same clock."""
     if "now" not in g:
@@ -55,4 +66,5 @@ def register_filters(app: Flask) -> None:
     app.add_template_global(effective_status)
     app.add_template_filter(relative_time, "relative")
     app.add_template_filter(exact_time, "exact")
+    app.add_template_filter(time_element, "time_element")
     app.context_processor(_now)
