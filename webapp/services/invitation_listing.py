@@ -66,10 +66,24 @@ class InvitationQuery:
     inviter_names: bool = False
 
 
+class InvitationRow:
+    """An invitation's columns as plain attributes (no ORM object, no session).
+
+    Several times faster to read than SQLAlchemy's ``Row``, whose attribute access runs
+    a Python-level lookup: a list page reads two dozen attributes of every row.
+    """
+
+    def __init__(self, columns: Sequence[str], values: Sequence[object]) -> None:
+        self.__dict__.update(zip(columns, values, strict=True))
+
+    def __repr__(self) -> str:
+        return f"<InvitationRow {self.__dict__.get('id')}>"
+
+
 @dataclass
 class InvitationPage:
-    # Invitation objects, or rows with the same attributes when the query asked for them.
-    items: list[Invitation]
+    # Invitation objects, or InvitationRows with the same attributes when asked for.
+    items: list[Invitation] | list[InvitationRow]
     has_more: bool
     # How many invitations match the status filter and search, over all pages.
     total: int
@@ -256,7 +270,9 @@ def list_invitations(
     if search_condition is not None:
         statement = statement.where(search_condition)
     if q.plain_rows:
-        rows = list(session.connection().execute(statement, params))
+        result = session.connection().execute(statement, params)
+        columns = tuple(result.keys())
+        rows = [InvitationRow(columns, values) for values in result]
     else:
         rows = list(session.execute(statement, params).scalars())
     has_more = len(rows) > q.limit
