@@ -198,7 +198,8 @@ def _page_statement(shape: _PageShape) -> Select:
         else [sort_column.asc(), Invitation.id.asc()]
     )
     if shape.plain_rows:
-        statement = select(*Invitation.__table__.columns)
+        # Never the token's hash: a list has no use for it.
+        statement = select(*(c for c in Invitation.__table__.columns if c.name != "token_hash"))
     else:
         # One query for the page's inviters, not one per row.
         statement = select(Invitation).options(selectinload(Invitation.inviter))
@@ -272,7 +273,7 @@ def list_invitations(
     if q.plain_rows:
         result = session.connection().execute(statement, params)
         columns = tuple(result.keys())
-        rows = [InvitationRow(columns, values) for values in result]
+        rows = [InvitationRow(columns, values) for values in result.all()]
     else:
         rows = list(session.execute(statement, params).scalars())
     has_more = len(rows) > q.limit
