@@ -55,12 +55,9 @@ def organization_for_admin(session: Session, user: User, slug: str) -> Organizat
 
 @cache
 def _organization_by_slug() -> Select:
-    """Built once: every dashboard page of an organization runs it."""
-    return (
-        select(Organization)
-        .where(Organization.slug == bindparam("slug"))
-        .options(selectinload(Organization.roles))
-    )
+    """Built once: every dashboard page of an organization runs it. The roles load when
+    first used (the list fragment has no use for them)."""
+    return select(Organization).where(Organization.slug == bindparam("slug"))
 
 
 @cache
