@@ -21,14 +21,16 @@ def digits(value: int, length: int) -> str:
     return "".join(reversed(out))
 
 
-@given(st.integers(0, 2**48 - 1), st.binary(min_size=10, max_size=10))
+@given(st.integers(0, 2**48 - 1), st.binary(min_size=16, max_size=16))
 def test_ids_encode_time_then_randomness(millis, random_bytes):
     with (
         mock.patch("webapp.ids.time.time_ns", return_value=millis * 1_000_000 + 999_999),
         mock.patch("webapp.ids.os.urandom", return_value=random_bytes),
     ):
         made = new_id("inv")
-    assert made == f"inv_{digits(millis, 10)}{digits(int.from_bytes(random_bytes, 'big'), 16)}"
+    # Each random byte gives one digit (its low five bits): 16 digits, 80 random bits.
+    random_digits = "".join(ALPHABET[b & 31] for b in random_bytes)
+    assert made == f"inv_{digits(millis, 10)}{random_digits}"
 
 
 def test_ids_sort_by_creation_time():

@@ -35,7 +35,7 @@ def invited(session, org):
 
 
 def found(session, org, q):
-    page = list_invitations(session, org, InvitationQuery(query=q, limit=100))
+    page = list_invitations(session, org, InvitationQuery(query=q, limit=500))
     return sorted(i.email_key for i in page.items)
 
 
@@ -89,7 +89,113 @@ def test_sqlite_search_table_follows_inserts(session, invited, backend):
     rows = session.execute(
         text(
             "SELECT count(*) FROM invitation_email_search"
-            " WHERE invitation_email_search MATCH '\"navy\"'"
+            ' WHERE invitation_email_search MATCH \'"nav" AND "avy"\''
         )
     ).scalar_one()
     assert rows == 1
+
+
+SAMPLE_TERMS = [
+    "person1",
+    "person12@",
+    "company5.",
+    "company",
+    "Y5.EX",
+    "@company1",
+    "5.e",
+    "x%y",
+    "a_b",
+    "pe",
+    "q",
+    "rson3",
+    "n1@c",
+    "example",
+    "nobody-here",
+]
+
+
+@pytest.fixture
+def sample(session, org):
+    """Addresses shaped like the benchmark's (``personN@companyM.example``) with a few
+    oddities (``%``, ``_``, capitals), and statistics as a database would have them."""
+    requests = [
+        InvitationRequest(email=f"Person{n}@Company{n % 7}.example", notify=False)
+        for n in range(150)
+    ]
+    requests += [
+        InvitationRequest(email=e, notify=False)
+        for e in ["x%y@odd.example", "xzy@odd.example", "a_b@odd.example", "axb@odd.example"]
+    ]
+    create_invitations(session, org, requests, actor=SYSTEM)
+    session.commit()
+    if session.get_bind().dialect.name == "postgresql":
+        session.execute(text("ANALYZE invitations"))
+        session.commit()
+        search_module._statistics_cache.clear()
+    return org
+
+
+def expected(session, org, term):
+    keys = session.scalars(
+        text("SELECT email_key FROM invitations WHERE org_id = :o"), {"o": org.id}
+    ).all()
+    return sorted(k for k in keys if term.lower() in k)
+
+
+@pytest.mark.parametrize("selective_matches", [2000, 10, 0])
+def test_search_answers_like_a_substring_test(session, sample, monkeypatch, selective_matches):
+    """Whichever trigrams drive the index (all rare, some rare, none), the answer is
+    exactly the addresses containing the term: same as Python's ``in``."""
+    monkeypatch.setattr(search_module, "SELECTIVE_MATCHES", selective_matches)
+    for term in SAMPLE_TERMS:
+        assert found(session, sample, term) == expected(session, sample, term), term
+
+
+def test_search_pages_keep_the_list_order(session, sample):
+    """Results come newest first, page after page, whatever the index did."""
+    seen = []
+    cursor = None
+    while True:
+        page = list_invitations(
+            session, sample, InvitationQuery(query="company3", limit=7, starting_after=cursor)
+        )
+        seen.extend(page.items)
+        if not page.has_more:
+            break
+        cursor = page.items[-1].id
+    keys = [(i.created_at, i.id) for i in seen]
+    assert keys == sorted(keys, reverse=True)
+    assert sorted(i.email_key for i in seen) == expected(session, sample, "company3")
+
+
+def test_postgres_trigrams_follow_pg_trgm_like_rules():
+    """Words touching the term's ends stay open; separators inside bound them."""
+    like = search_module.pg_like_trigrams
+    assert like("y5.") == {"y5 "}
+    assert like("company5.") == {"com", "omp", "mpa", "pan", "any", "ny5", "y5 "}
+    assert like("5.ex") == {"  e", " ex"}
+    assert like("a.b") == {"  b"}
+    assert like("a.") == set()
+    assert like("x.abc.y") == {"  a", " ab", "abc", "bc ", "  y"}
+
+
+def test_postgres_search_hands_the_index_the_selective_part():
+    """With every trigram of ``company`` in all rows, ``company5.`` is looked up by its
+    rare ending; a term made only of frequent trigrams is not looked up at all."""
+    everywhere = {g: 1.0 for g in search_module.pg_like_trigrams("person@company.example")}
+    everywhere.update({"ny5": 0.11, "  p": 1.0, " pe": 1.0, "n12": 0.013, "56 ": 0.019})
+    statistics = search_module.TrigramStatistics(everywhere, floor=0.0047)
+    part, share = search_module.best_indexed_part("company5.", statistics)
+    assert part == "y5." and share < 0.001
+    part, share = search_module.best_indexed_part("person123456@", statistics)
+    assert len(part) >= 4 and part in "123456" and share < 0.001
+    _, share = search_module.best_indexed_part("company", statistics)
+    assert share >= search_module.DENSE_SHARE
+
+
+def test_postgres_uses_trigram_statistics(session, sample, backend):
+    """Migration 0010's statistics exist and are read (PostgreSQL only)."""
+    if backend != "postgresql":
+        pytest.skip("PostgreSQL's extended statistics only")
+    statistics = search_module.trigram_statistics(session)
+    assert statistics is not None and statistics.share("com") > 0.9

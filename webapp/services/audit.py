@@ -5,13 +5,13 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import insert
 from sqlalchemy.orm import Session
 
 from webapp.clock import utcnow
 from webapp.ids import new_id
 from webapp.models import AuditEvent
 from webapp.services.actors import Actor
+from webapp.services.bulk_rows import insert_rows
 
 
 def event_row(
@@ -43,7 +43,7 @@ def event_row(
 def record_events(session: Session, rows: list[dict[str, Any]]) -> None:
     """Add many events (built by ``event_row``) in one executemany. Never with a token."""
     if rows:
-        session.execute(insert(AuditEvent.__table__), rows)
+        insert_rows(session, AuditEvent.__table__, rows)
 
 
 def record_event(

@@ -22,6 +22,7 @@ from webapp.models import DeliveryStatus
 from webapp.models import Invitation
 from webapp.models import OutboxMessage
 from webapp.models import OutboxStatus
+from webapp.services.bulk_rows import insert_rows
 from webapp.services.tokens import seal_for_outbox
 
 
@@ -55,7 +56,7 @@ def outbox_row(
 def enqueue_emails(session: Session, rows: list[dict[str, Any]]) -> None:
     """Write many outbox rows (built by ``outbox_row``) in the caller's transaction."""
     if rows:
-        session.execute(insert(OutboxMessage.__table__), rows)
+        insert_rows(session, OutboxMessage.__table__, rows)
 
 
 def enqueue_email(

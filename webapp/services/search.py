@@ -1,12 +1,34 @@
 """Email search that stays fast at a million invitations.
 
-PostgreSQL: ``email_key LIKE '%q%'`` is served by a pg_trgm GIN index.
-SQLite: an FTS5 trigram table (``invitation_email_search``, kept by triggers) finds rare
-substrings at once; for a common one, scanning the list's own index in order finds a
-page of matches sooner than collecting every match, so that is used instead.
+The rule is always the same: the lower-cased address contains the term literally
+(``%`` and ``_`` are not wildcards), re-checked with LIKE on ``invitations``. What
+differs is how candidates are found. A term's trigrams are not equally useful: on
+addresses such as ``person123@company5.example`` the trigrams of ``person`` and
+``company`` are in every row, and an index that reads their row lists costs tens of
+milliseconds whatever the term. So both databases hand their trigram index only the
+*selective* trigrams of the term:
+
+* SQLite: the FTS5 trigram table (``invitation_email_search``, ``detail=none``, kept by
+  triggers) is asked how many rows each trigram of the term has, capped at
+  ``SELECTIVE_MATCHES`` (one statement; reading a capped row list is cheap); the rare
+  ones are ANDed. When every trigram is common the AND of all of them is tried,
+  capped; too many candidates means the term is common, and scanning the list's own
+  index in order finds a page of matches sooner.
+* PostgreSQL: extended statistics on ``show_trgm(email_key)`` (migration 0010; kept
+  by ANALYZE/autovacuum) give each frequent trigram's share of rows. The part of the
+  term with the cheapest selective trigrams goes to the ``pg_trgm`` GIN index, the
+  whole term is re-checked by a LIKE the index cannot serve; a term whose trigrams are
+  all frequent walks the list's index in order instead. Without statistics (a new
+  table) the plain LIKE is used, as before.
 """
 
 from __future__ import annotations
+
+import math
+import re
+import threading
+import time
+from dataclasses import dataclass
 
 from sqlalchemy import ColumnElement
 from sqlalchemy import text
@@ -14,10 +36,23 @@ from sqlalchemy.orm import Session
 
 from webapp.models import Invitation
 
-# Below this many matches (over all organizations) the trigram table drives the query.
+# Below this many candidates (over all organizations) the trigram table drives the query.
 SELECTIVE_MATCHES = 2000
 TRIGRAM = 3
 SEARCH_TABLE = "invitation_email_search"
+# At most this many trigrams of a long term are probed (spread over the term).
+MAX_PROBED_TRIGRAMS = 16
+
+# PostgreSQL: statistics object of migration 0010, how long a process reuses what it
+# read, and the estimated share of matching rows above which the ordered scan wins.
+TRIGRAM_STATISTICS = "invitations_email_trigrams"
+STATISTICS_TTL_SECONDS = 300.0
+DENSE_SHARE = 0.02
+# Longest part of the term considered for the index (longer parts add trigrams).
+MAX_INDEXED_PART = 12
+MAX_SCANNED_CHARS = 48
+# A matching row re-checked on the heap costs about this many posting-list entries.
+HEAP_ROW_COST = 20.0
 
 
 def escape_like(value: str) -> str:
@@ -33,30 +68,175 @@ def _like(search: str) -> ColumnElement[bool]:
     return contains(Invitation.email_key, search)
 
 
-def _fts_phrase(search: str) -> str:
-    return '"' + search.replace('"', '""') + '"'
+def _unindexed_like(search: str) -> ColumnElement[bool]:
+    """The same rule written so that no index on ``email_key`` can serve it."""
+    return contains(Invitation.email_key.concat(""), search)
 
 
 def email_search_condition(session: Session, search: str) -> ColumnElement[bool]:
     """SQL for "the (lower-cased) address contains ``search``"."""
     search = search.lower()
-    if session.get_bind().dialect.name != "sqlite" or len(search) < TRIGRAM:
+    if len(search) < TRIGRAM:
         return _like(search)
-    phrase = _fts_phrase(search)
-    # One trigram match, reused: it is the expensive part for a term made of common
-    # trigrams, so the page and its count must not repeat it.
+    dialect = session.get_bind().dialect.name
+    if dialect == "sqlite":
+        return _sqlite_condition(session, search)
+    if dialect == "postgresql":
+        return _postgres_condition(session, search)
+    return _like(search)
+
+
+# --- SQLite: FTS5 -------------------------------------------------------------------
+
+
+def _trigrams(search: str) -> list[str]:
+    """The distinct trigrams of the term, at most MAX_PROBED_TRIGRAMS spread over it."""
+    grams = list(dict.fromkeys(search[i : i + TRIGRAM] for i in range(len(search) - 2)))
+    if len(grams) > MAX_PROBED_TRIGRAMS:
+        step = len(grams) / MAX_PROBED_TRIGRAMS
+        grams = [grams[int(n * step)] for n in range(MAX_PROBED_TRIGRAMS)]
+    return grams
+
+
+def _fts_term(trigram: str) -> str:
+    return '"' + trigram.replace('"', '""') + '"'
+
+
+def _sqlite_condition(session: Session, search: str) -> ColumnElement[bool]:
+    grams = _trigrams(search)
+    cap = SELECTIVE_MATCHES + 1
+    probes = ", ".join(
+        f"(SELECT count(*) FROM (SELECT 1 FROM {SEARCH_TABLE} "
+        f"WHERE {SEARCH_TABLE} MATCH :t{n} LIMIT {cap}))"
+        for n in range(len(grams))
+    )
+    counts = session.execute(
+        text(f"SELECT {probes}"), {f"t{n}": _fts_term(g) for n, g in enumerate(grams)}
+    ).one()
+    ranked = sorted(zip(counts, grams, strict=True))
+    rare = [g for count, g in ranked if count <= SELECTIVE_MATCHES]
+    chosen = rare or [g for _, g in ranked]
+    # One trigram match, reused by the page and its count.
     ids = (
         session.execute(
             text(
                 f"SELECT invitation_id FROM {SEARCH_TABLE} "
-                f"WHERE {SEARCH_TABLE} MATCH :phrase LIMIT :cap"
+                f"WHERE {SEARCH_TABLE} MATCH :terms LIMIT :cap"
             ),
-            {"phrase": phrase, "cap": SELECTIVE_MATCHES + 1},
+            {"terms": " AND ".join(_fts_term(g) for g in chosen), "cap": cap},
         )
         .scalars()
         .all()
     )
     if len(ids) > SELECTIVE_MATCHES:
         return _like(search)
-    # The trigram match is case-insensitive like email_key; LIKE keeps the exact rule.
+    # The trigrams only find candidates; LIKE keeps the exact rule.
     return Invitation.id.in_(ids) & _like(search)
+
+
+# --- PostgreSQL: pg_trgm --------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class TrigramStatistics:
+    """Share of rows holding each frequent trigram; rarer ones hold at most ``floor``."""
+
+    shares: dict[str, float]
+    floor: float
+
+    def share(self, trigram: str) -> float:
+        return self.shares.get(trigram, self.floor)
+
+
+_statistics_lock = threading.Lock()
+_statistics_cache: dict[str, tuple[float, TrigramStatistics | None]] = {}
+
+
+def _read_statistics(session: Session) -> TrigramStatistics | None:
+    row = session.execute(
+        text(
+            "SELECT most_common_elems::text::text[], most_common_elem_freqs "
+            "FROM pg_stats_ext_exprs WHERE statistics_name = :name"
+        ),
+        {"name": TRIGRAM_STATISTICS},
+    ).first()
+    if row is None or row[0] is None or row[1] is None:
+        return None
+    elems, freqs = list(row[0]), [float(f) for f in row[1]]
+    # The frequencies end with the minimum, maximum and null share of the list.
+    if len(freqs) < len(elems) + 1:
+        return None
+    return TrigramStatistics(dict(zip(elems, freqs, strict=False)), freqs[len(elems)])
+
+
+def trigram_statistics(session: Session) -> TrigramStatistics | None:
+    """The PostgreSQL trigram statistics, read at most every STATISTICS_TTL_SECONDS."""
+    key = str(session.get_bind().url)
+    now = time.monotonic()
+    cached = _statistics_cache.get(key)
+    if cached is not None and now - cached[0] < STATISTICS_TTL_SECONDS:
+        return cached[1]
+    statistics = _read_statistics(session)
+    with _statistics_lock:
+        _statistics_cache[key] = (now, statistics)
+    return statistics
+
+
+_WORD = re.compile(r"[^\W_]+")
+
+
+def pg_like_trigrams(part: str) -> set[str]:
+    """The trigrams pg_trgm looks up for ``LIKE '%part%'`` (ASCII words exactly).
+
+    Words are runs of letters and digits; a word with a separator before it inside
+    ``part`` starts with two blanks, one with a separator after it ends with one, and
+    words touching the ``%`` at either end are open on that side.
+    """
+    grams: set[str] = set()
+    for match in _WORD.finditer(part):
+        padded = (
+            ("  " if match.start() > 0 else "")
+            + match.group()
+            + (" " if match.end() < len(part) else "")
+        )
+        grams.update(padded[i : i + TRIGRAM] for i in range(len(padded) - 2))
+    return grams
+
+
+def best_indexed_part(search: str, statistics: TrigramStatistics) -> tuple[str, float] | None:
+    """The part of ``search`` cheapest to look up in the GIN index, and the estimated
+    share of rows matching the whole term (None if no part has a trigram)."""
+    candidates = {search}
+    head = search[:MAX_SCANNED_CHARS]  # any part of it is a part of the term
+    for length in range(TRIGRAM, min(MAX_INDEXED_PART, len(head)) + 1):
+        candidates.update(head[i : i + length] for i in range(len(head) - length + 1))
+    best: tuple[float, str] | None = None
+    for part in candidates:
+        grams = pg_like_trigrams(part)
+        if not grams:
+            continue
+        shares = [statistics.share(g) for g in grams]
+        # Posting lists read, plus rows re-checked (trigrams taken as independent).
+        cost = sum(shares) + HEAP_ROW_COST * math.prod(shares)
+        if best is None or (cost, len(part)) < (best[0], len(best[1])):
+            best = (cost, part)
+    if best is None:
+        return None
+    whole = [statistics.share(g) for g in pg_like_trigrams(search)]
+    return best[1], (math.prod(whole) if whole else 1.0)
+
+
+def _postgres_condition(session: Session, search: str) -> ColumnElement[bool]:
+    statistics = trigram_statistics(session)
+    if statistics is None:
+        return _like(search)
+    chosen = best_indexed_part(search, statistics)
+    if chosen is None:
+        return _like(search)
+    part, matching_share = chosen
+    if matching_share >= DENSE_SHARE:
+        # Matches are everywhere: walking the list's index in order finds a page soon.
+        return _unindexed_like(search)
+    if part == search:
+        return _like(search)
+    return _like(part) & _unindexed_like(search)

@@ -1,0 +1,226 @@
+"""Writing thousands of rows in one go: values converted once, sent the cheapest way.
+
+SQLAlchemy's Core ``executemany`` runs a bind processor for every value of every row
+(datetimes, JSON) and builds a parameter dictionary per row: for a 2,000-row import
+batch of invitations, audit events and outbox emails that Python work cost more than
+the database's. Here each column gets one converter to exactly what SQLAlchemy would
+have sent (the same stored text on SQLite, the same values on PostgreSQL), and rows go
+to the driver as tuples:
+
+* SQLite: ``executemany`` — except for invitations, whose insert trigger fills the
+  FTS5 search table: FTS5 flushes its pending terms at every statement that runs a
+  trigger, so those go as multi-row ``VALUES`` statements (one flush each);
+* PostgreSQL: ``COPY … FROM STDIN``; invitations are copied into a temporary table and
+  moved with one ``INSERT … SELECT … ON CONFLICT DO NOTHING RETURNING id``, so the
+  one-pending-per-address index still decides, row by row, who wins.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from collections.abc import Sequence
+from datetime import UTC
+from datetime import datetime
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.orm import Session
+
+from webapp.database import UTCDateTime
+
+Converter = Callable[[Any], Any]
+
+# Below this many rows PostgreSQL gets a plain INSERT (a COPY and a temporary table
+# cost more than they save for a handful of rows).
+POSTGRES_COPY_MIN_ROWS = 50
+# Rows per multi-row INSERT on SQLite (x 28 columns stays far below its 32,766 limit).
+SQLITE_ROWS_PER_STATEMENT = 500
+_STAGING = "invitation_batch_staging"
+
+
+def _utc(value: datetime) -> datetime:
+    if value.tzinfo is None:
+        raise ValueError("naive datetime given where an aware UTC datetime is required")
+    return value.astimezone(UTC)
+
+
+def _sqlite_datetime(value: datetime | None) -> str | None:
+    """The text SQLAlchemy's SQLite DATETIME stores: ``YYYY-MM-DD HH:MM:SS.ffffff`` in UTC."""
+    if value is None:
+        return None
+    return _utc(value).replace(tzinfo=None).isoformat(" ", "microseconds")
+
+
+def _postgres_datetime(value: datetime | None) -> datetime | None:
+    return None if value is None else _utc(value)
+
+
+def _json(value: Any) -> str | None:
+    if value is None:
+        return None
+    if not value and isinstance(value, dict | list):
+        return "{}" if isinstance(value, dict) else "[]"
+    return json.dumps(value)
+
+
+def _converter(column: sa.Column, dialect: str) -> Converter | None:
+    kind = column.type
+    if isinstance(kind, UTCDateTime):
+        return _sqlite_datetime if dialect == "sqlite" else _postgres_datetime
+    if isinstance(kind, sa.JSON):
+        return _json
+    return None
+
+
+class RowWriter:
+    """Rows (dicts with the same keys, as the ``*_row`` builders make them) → tuples in
+    the table's column order; columns a row leaves out get their Python default."""
+
+    def __init__(self, table: sa.Table, keys: Sequence[str], dialect: str) -> None:
+        self.table = table
+        self.columns = list(table.columns)
+        self.names = [c.name for c in self.columns]
+        given = set(keys)
+        plan: list[tuple[str | None, Any, Converter | None]] = []
+        for column in self.columns:
+            convert = _converter(column, dialect)
+            if column.name in given:
+                plan.append((column.name, None, convert))
+                continue
+            default = column.default
+            if default is None:
+                plan.append((None, None, None))
+            elif default.is_callable:
+                # Column defaults like utcnow or dict take a context; none needs it.
+                plan.append((None, lambda d=default: d.arg(None), convert))  # type: ignore[union-attr]
+            else:
+                plan.append((None, lambda d=default: d.arg, convert))  # type: ignore[union-attr]
+        self._plan = plan
+
+    def values(self, rows: Sequence[dict[str, Any]]) -> list[tuple[Any, ...]]:
+        plan = self._plan
+        # A batch shares a few instants (now, a handful of expiries): convert each once.
+        converted: dict[datetime, Any] = {}
+        out = []
+        for row in rows:
+            values = []
+            for name, make, convert in plan:
+                value = row[name] if name is not None else (make() if make else None)
+                if convert is not None and value is not None:
+                    if type(value) is datetime:
+                        done = converted.get(value)
+                        if done is None:
+                            done = converted[value] = convert(value)
+                        value = done
+                    else:
+                        value = convert(value)
+                values.append(value)
+            out.append(tuple(values))
+        return out
+
+
+def _dialect(session: Session) -> str:
+    return session.get_bind().dialect.name
+
+
+def _dbapi_cursor(session: Session):
+    # session.connection() opens the transaction (BEGIN IMMEDIATE on SQLite) first.
+    return session.connection().connection.cursor()
+
+
+def _column_list(names: Sequence[str]) -> str:
+    return ", ".join(f'"{n}"' for n in names)
+
+
+def insert_rows(session: Session, table: sa.Table, rows: Sequence[dict[str, Any]]) -> None:
+    """INSERT every row, in the caller's transaction (no conflict handling)."""
+    if not rows:
+        return
+    dialect = _dialect(session)
+    writer = RowWriter(table, list(rows[0]), dialect)
+    values = writer.values(rows)
+    cursor = _dbapi_cursor(session)
+    try:
+        if dialect == "postgresql" and len(rows) >= POSTGRES_COPY_MIN_ROWS:
+            _copy(cursor, table.name, writer.names, values)
+        else:
+            marks = ", ".join(["%s" if dialect == "postgresql" else "?"] * len(writer.names))
+            cursor.executemany(
+                f"INSERT INTO {table.name} ({_column_list(writer.names)}) VALUES ({marks})",
+                values,
+            )
+    finally:
+        cursor.close()
+
+
+def _copy(cursor, table_name: str, names: Sequence[str], values: list[tuple[Any, ...]]) -> None:
+    with cursor.copy(f"COPY {table_name} ({_column_list(names)}) FROM STDIN") as copy:
+        for row in values:
+            copy.write_row(row)
+
+
+def insert_skipping_conflicts(
+    session: Session,
+    table: sa.Table,
+    rows: Sequence[dict[str, Any]],
+    *,
+    conflict: str,
+    returning: str = "id",
+) -> set[Any]:
+    """INSERT the rows, skipping those that hit the unique index named by ``conflict``
+    (an ``ON CONFLICT`` target such as ``(org_id, email_key) WHERE status = 'pending'``);
+    return the ``returning`` column of the rows that went in.
+
+    Rows are inserted in the order given (callers sort them so that concurrent batches
+    take index entries in one order).
+    """
+    if not rows:
+        return set()
+    dialect = _dialect(session)
+    writer = RowWriter(table, list(rows[0]), dialect)
+    values = writer.values(rows)
+    columns = _column_list(writer.names)
+    cursor = _dbapi_cursor(session)
+    inserted: set[Any] = set()
+    try:
+        if dialect == "postgresql":
+            # Small batches: one multi-row INSERT; large ones: COPY into a temporary
+            # table, then one INSERT … SELECT in the same order.
+            if len(rows) < POSTGRES_COPY_MIN_ROWS:
+                marks = "(" + ", ".join(["%s"] * len(writer.names)) + ")"
+                cursor.execute(
+                    f"INSERT INTO {table.name} ({columns}) VALUES "
+                    + ", ".join([marks] * len(values))
+                    + f" ON CONFLICT {conflict} DO NOTHING RETURNING {returning}",
+                    [v for row in values for v in row],
+                )
+                inserted.update(r[0] for r in cursor.fetchall())
+            else:
+                cursor.execute(
+                    f"CREATE TEMPORARY TABLE IF NOT EXISTS {_STAGING} "
+                    f"(LIKE {table.name} INCLUDING DEFAULTS, _position integer) "
+                    "ON COMMIT DELETE ROWS"
+                )
+                names = [*writer.names, "_position"]
+                _copy(cursor, _STAGING, names, [(*row, n) for n, row in enumerate(values)])
+                cursor.execute(
+                    f"INSERT INTO {table.name} ({columns}) SELECT {columns} FROM {_STAGING} "
+                    f"ORDER BY _position ON CONFLICT {conflict} DO NOTHING RETURNING {returning}"
+                )
+                inserted.update(r[0] for r in cursor.fetchall())
+                cursor.execute(f"DELETE FROM {_STAGING}")
+        else:
+            for start in range(0, len(values), SQLITE_ROWS_PER_STATEMENT):
+                chunk = values[start : start + SQLITE_ROWS_PER_STATEMENT]
+                marks = "(" + ", ".join(["?"] * len(writer.names)) + ")"
+                cursor.execute(
+                    f"INSERT INTO {table.name} ({columns}) VALUES "
+                    + ", ".join([marks] * len(chunk))
+                    + f" ON CONFLICT {conflict} DO NOTHING RETURNING {returning}",
+                    [v for row in chunk for v in row],
+                )
+                inserted.update(r[0] for r in cursor.fetchall())
+    finally:
+        cursor.close()
+    return inserted
