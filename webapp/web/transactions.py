@@ -41,9 +41,7 @@ def register_read_only_requests(app: Flask) -> None:
     @app.before_request
     def _mark_reads() -> None:
         view = current_app.view_functions.get(request.endpoint or "")
-        reads_only = request.method in ("GET", "HEAD") and not getattr(
-            view, _WRITES_ON_GET, False
-        )
+        reads_only = request.method in ("GET", "HEAD") and not getattr(view, _WRITES_ON_GET, False)
         request.environ["orginvites.reads_token"] = sqlite_reads_only.set(reads_only)
         if reads_only and autocommit_engine is not None:
             db.session.bind = autocommit_engine
