@@ -2,20 +2,23 @@
 
 from __future__ import annotations
 
-from dataclasses import astuple
 from dataclasses import dataclass
+from dataclasses import fields
 from dataclasses import replace
 from datetime import datetime
 from email.message import EmailMessage
 from email.policy import SMTP
 from email.utils import format_datetime
 from email.utils import parseaddr
+from functools import lru_cache
+from operator import attrgetter
 from urllib.parse import urlsplit
 
 from flask import current_app
 from flask import render_template
 from sqlalchemy import select
 from sqlalchemy.orm import Session
+from sqlalchemy.orm import load_only
 from sqlalchemy.orm import selectinload
 
 from webapp.clock import utcnow
@@ -35,6 +38,7 @@ class MessageNotBuildable(Exception):
     """The row can never become an email (its link can no longer be rebuilt)."""
 
 
+@lru_cache(maxsize=1024)  # the same org, role and inviter names, batch after batch
 def _one_line(text: str, limit: int = MAX_HEADER_TEXT) -> str:
     """Collapse whitespace and control characters, cap the length."""
     cleaned = " ".join("".join(c if c.isprintable() else " " for c in text).split())
@@ -137,7 +141,20 @@ def _load(session: Session, rows: list[OutboxMessage]) -> _Loaded:
     invitation_ids = [r.invitation_id for r in rows if r.invitation_id]
     invitations = {
         i.id: i
-        for i in session.scalars(select(Invitation).where(Invitation.id.in_(invitation_ids)))
+        for i in session.scalars(
+            select(Invitation)
+            .where(Invitation.id.in_(invitation_ids))
+            .options(
+                # What an email mentions; metadata and the rest stay unread.
+                load_only(
+                    Invitation.org_id,
+                    Invitation.role,
+                    Invitation.message,
+                    Invitation.expires_at,
+                    Invitation.inviter_user_id,
+                )
+            )
+        )
     }
     org_ids = {i.org_id for i in invitations.values()}
     orgs = {
@@ -188,6 +205,11 @@ _TOKEN_SLOT = "OItokenSLOT" + "x" * 32  # as long as a real token (43 characters
 _RECIPIENT_SLOT = "oi-recipient-slot@slot.invalid"
 _OUTBOX_SLOT = "msg_oioutboxslot"
 
+# Emails whose contexts agree on everything but these two fields share a template.
+_group_key = attrgetter(
+    *(f.name for f in fields(InvitationEmailContext) if f.name not in ("to_email", "accept_url"))
+)
+
 
 def _template_for(context: InvitationEmailContext, now: datetime) -> bytes | None:
     slotted = replace(
@@ -234,7 +256,7 @@ def render_outgoing(
             results.append((row.id, exc))
             continue
         message_id = message_id_for(row.id)
-        group = astuple(replace(context, to_email="", accept_url=""))
+        group = _group_key(context)
         if group not in templates:
             templates[group] = _template_for(context, now)
         template = templates[group]

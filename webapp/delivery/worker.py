@@ -15,6 +15,7 @@ import threading
 import time
 from dataclasses import dataclass
 from datetime import timedelta
+from functools import partial
 
 from flask import Flask
 
@@ -28,18 +29,20 @@ from webapp.extensions import db
 from webapp.services.expiry import expire_due_invitations
 from webapp.services.idempotency import purge_expired_keys
 from webapp.services.importing.jobs import run_import_round
+from webapp.services.outbox import ClaimCheck
 from webapp.services.outbox import claim_batch
 from webapp.services.outbox import claimed_rows
 from webapp.services.outbox import record_failure
 from webapp.services.outbox import record_sent
 from webapp.services.outbox import release_claims
-from webapp.services.outbox import still_claimed_statement
 
 log = logging.getLogger("orginvites.worker")
 
 
 def log_event(event: str, **fields: object) -> None:
     """One structured line: ``event key=value …`` (never a token or a link)."""
+    if not log.isEnabledFor(logging.INFO):
+        return  # nothing formatted when nobody reads it
     log.info(" ".join([event, *(f"{k}={v}" for k, v in fields.items() if v is not None)]))
 
 
@@ -201,26 +204,28 @@ class DeliveryWorker:
         session = db.session
         sent: list[str] = []
         reachable = True
-        # Re-check each row just before sending it (a revoke since the claim cancels the
-        # message): one autocommit connection, each check a single read — cheap, and no
-        # SQLite write lock is taken.
+        # Re-check each row just before its content goes out (a revoke since the claim,
+        # even one committed while the previous message was on the wire, cancels it). The
+        # transport asks while the server handles the MAIL command, so the read costs no
+        # extra wait. One autocommit connection, each check a single read: no SQLite
+        # write lock is taken.
         checker_connection = db.engine.connect().execution_options(isolation_level="AUTOCOMMIT")
-        with checker_connection as checker:
+        with checker_connection as connection:
+            still_claimed = ClaimCheck(connection, self.worker_id)
             for item in chunk:
                 if self.stop_event.is_set():
                     break
-                still_ours = checker.execute(
-                    still_claimed_statement([item.outbox_id], self.worker_id)
-                ).first()
-                if not still_ours:
-                    continue
                 try:
-                    self.transport.send(item.email)
+                    delivered = self.transport.send(
+                        item.email, still_wanted=partial(still_claimed, item.outbox_id)
+                    )
                 except DeliveryError as exc:
                     self._failed(item.outbox_id, exc.reason, permanent=exc.permanent, to=item.to)
                     if exc.connection_failed:
                         reachable = False
                         break
+                    continue
+                if not delivered:
                     continue
                 sent.append(item.outbox_id)
                 log_event(
