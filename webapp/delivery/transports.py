@@ -34,9 +34,7 @@ class DeliveryError(Exception):
 
 
 class Transport(Protocol):
-    def send(
-        self, email: OutgoingEmail, *, still_wanted: Callable[[], bool] | None = None
-    ) -> bool:
+    def send(self, email: OutgoingEmail, *, still_wanted: Callable[[], bool] | None = None) -> bool:
         """Deliver ``email``; return False (nothing delivered) if ``still_wanted()`` said no.
 
         ``still_wanted`` is asked once per attempt, before the message content goes out;
@@ -129,9 +127,7 @@ class SmtpTransport:
                 self._connection.close()
         self._connection = None
 
-    def send(
-        self, email: OutgoingEmail, *, still_wanted: Callable[[], bool] | None = None
-    ) -> bool:
+    def send(self, email: OutgoingEmail, *, still_wanted: Callable[[], bool] | None = None) -> bool:
         """Return True only once the server accepted the message (its 250 after DATA).
 
         Return False, having sent no content, when ``still_wanted()`` answers no.
@@ -232,9 +228,7 @@ class DevMailboxTransport:
     The row joins the worker's current transaction, committed with the "sent" marks.
     """
 
-    def send(
-        self, email: OutgoingEmail, *, still_wanted: Callable[[], bool] | None = None
-    ) -> bool:
+    def send(self, email: OutgoingEmail, *, still_wanted: Callable[[], bool] | None = None) -> bool:
         if still_wanted is not None and not still_wanted():
             return False
         raw = email.as_bytes()
