@@ -210,14 +210,13 @@ class DeliveryWorker:
         # extra wait. One autocommit connection, each check a single read: no SQLite
         # write lock is taken.
         checker_connection = db.engine.connect().execution_options(isolation_level="AUTOCOMMIT")
-        with checker_connection as connection:
-            still_claimed = ClaimCheck(connection, self.worker_id)
+        with checker_connection as connection, ClaimCheck(connection, self.worker_id) as claimed:
             for item in chunk:
                 if self.stop_event.is_set():
                     break
                 try:
                     delivered = self.transport.send(
-                        item.email, still_wanted=partial(still_claimed, item.outbox_id)
+                        item.email, still_wanted=partial(claimed, item.outbox_id)
                     )
                 except DeliveryError as exc:
                     self._failed(item.outbox_id, exc.reason, permanent=exc.permanent, to=item.to)

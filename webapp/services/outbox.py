@@ -202,10 +202,18 @@ class ClaimCheck:
             cursor.execute(self._sql, tuple(params[name] for name in self._order))
         else:
             cursor.execute(self._sql, params)
-        return cursor.fetchone() is not None
+        # Read to the end (at most one row): on SQLite an unfinished SELECT would keep
+        # its read snapshot open.
+        return bool(cursor.fetchall())
 
     def close(self) -> None:
         self._cursor.close()
+
+    def __enter__(self) -> ClaimCheck:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
 
 
 def record_sent(session: Session, outbox_ids: Sequence[str], *, worker_id: str) -> int:
