@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from collections.abc import Sequence
 from dataclasses import dataclass
 from dataclasses import fields
 from dataclasses import replace
@@ -16,9 +18,9 @@ from urllib.parse import urlsplit
 
 from flask import current_app
 from flask import render_template
+from sqlalchemy import Row
 from sqlalchemy import select
 from sqlalchemy.orm import Session
-from sqlalchemy.orm import load_only
 from sqlalchemy.orm import selectinload
 
 from webapp.clock import utcnow
@@ -29,6 +31,9 @@ from webapp.models import User
 from webapp.services.tokens import accept_url
 from webapp.services.tokens import open_from_outbox
 from webapp.services.tokens import public_url
+
+# An outbox row: the ORM object, or a plain row of its table (what the worker reads).
+OutboxRow = OutboxMessage | Row
 
 # Org-controlled text that reaches a header or a subject line is capped.
 MAX_HEADER_TEXT = 120
@@ -131,48 +136,54 @@ def compose_invitation_email(
 
 @dataclass
 class _Loaded:
-    invitations: dict[str, Invitation]
-    orgs: dict[str, Organization]
-    users: dict[str, User]
+    """What a batch's emails mention, read up front as plain values.
+
+    Building the emails then never touches the database: the worker builds each one
+    while the previous one is with the SMTP server, outside any transaction.
+    """
+
+    invitations: dict[str, Row]  # the columns an email mentions
+    org_names: dict[str, str]
+    role_names: dict[tuple[str, str], str]  # (org id, role key) -> display name
+    inviters: dict[str, str | None]  # user id -> label
 
 
-def _load(session: Session, rows: list[OutboxMessage]) -> _Loaded:
-    """Everything the batch's emails mention, in three queries."""
+def _load(session: Session, rows: Sequence[OutboxRow]) -> _Loaded:
+    """Everything the batch's emails mention, in three queries (four with roles)."""
     invitation_ids = [r.invitation_id for r in rows if r.invitation_id]
+    # Plain rows, not ORM objects: a batch has hundreds.
     invitations = {
         i.id: i
-        for i in session.scalars(
-            select(Invitation)
-            .where(Invitation.id.in_(invitation_ids))
-            .options(
-                # What an email mentions; metadata and the rest stay unread.
-                load_only(
-                    Invitation.org_id,
-                    Invitation.role,
-                    Invitation.message,
-                    Invitation.expires_at,
-                    Invitation.inviter_user_id,
-                )
-            )
+        for i in session.execute(
+            select(
+                Invitation.id,
+                Invitation.org_id,
+                Invitation.role,
+                Invitation.message,
+                Invitation.expires_at,
+                Invitation.inviter_user_id,
+            ).where(Invitation.id.in_(invitation_ids))
         )
     }
     org_ids = {i.org_id for i in invitations.values()}
-    orgs = {
-        o.id: o
-        for o in session.scalars(
+    orgs = list(
+        session.scalars(
             select(Organization)
             .where(Organization.id.in_(org_ids))
             .options(selectinload(Organization.roles))
         )
-    }
+    )
     user_ids = {i.inviter_user_id for i in invitations.values() if i.inviter_user_id}
-    users = {u.id: u for u in session.scalars(select(User).where(User.id.in_(user_ids)))}
-    return _Loaded(invitations, orgs, users)
+    users = session.scalars(select(User).where(User.id.in_(user_ids)))
+    return _Loaded(
+        invitations,
+        org_names={o.id: o.name for o in orgs},
+        role_names={(o.id, r.key): r.name for o in orgs for r in o.roles},
+        inviters={u.id: _inviter_label(u) for u in users},
+    )
 
 
-def _context(
-    row: OutboxMessage, loaded: _Loaded, now: datetime
-) -> tuple[InvitationEmailContext, str]:
+def _context(row: OutboxRow, loaded: _Loaded, now: datetime) -> tuple[InvitationEmailContext, str]:
     if row.kind not in ("invitation", "invitation_resend"):
         raise MessageNotBuildable(f"unknown email kind {row.kind!r}")
     invitation = loaded.invitations.get(row.invitation_id or "")
@@ -183,12 +194,11 @@ def _context(
         raise MessageNotBuildable(
             "the link cannot be rebuilt (the secret key changed); resend the invitation"
         )
-    org = loaded.orgs[invitation.org_id]
-    role = org.role(invitation.role)
+    role_name = loaded.role_names.get((invitation.org_id, invitation.role), invitation.role)
     context = InvitationEmailContext(
-        org_name=_one_line(org.name),
-        inviter=_inviter_label(loaded.users.get(invitation.inviter_user_id or "")),
-        role_name=_one_line(role.name if role else invitation.role),
+        org_name=_one_line(loaded.org_names[invitation.org_id]),
+        inviter=loaded.inviters.get(invitation.inviter_user_id or ""),
+        role_name=_one_line(role_name),
         message=invitation.message,
         accept_url=accept_url(raw_token),
         expires_in_words=expiry_in_words(invitation.expires_at, now),
@@ -225,11 +235,18 @@ def _template_for(context: InvitationEmailContext, now: datetime) -> bytes | Non
     return raw
 
 
-def render_outgoing(
-    session: Session, rows: list[OutboxMessage]
-) -> list[OutgoingEmail | tuple[str, MessageNotBuildable]]:
-    """Build the emails of a batch, in order; unbuildable rows come back with the reason.
+Outgoing = OutgoingEmail | tuple[str, MessageNotBuildable]
 
+
+def render_outgoing(session: Session, rows: Sequence[OutboxRow]) -> list[Outgoing]:
+    """Build the emails of a batch, in order; unbuildable rows come back with the reason."""
+    return list(iter_outgoing(session, rows))
+
+
+def iter_outgoing(session: Session, rows: Sequence[OutboxRow]) -> Iterator[Outgoing]:
+    """Read what the batch's emails need now; build each email when it is asked for.
+
+    The returned iterator does not use ``session`` (the caller may end its transaction).
     Emails that differ only in recipient, link and Message-ID (a bulk invite) share
     one ``EmailMessage`` rendering; each is then filled in. Anything non-ASCII is
     built on its own.
@@ -237,23 +254,28 @@ def render_outgoing(
     now = utcnow()
     loaded = _load(session, rows)
     sender = parseaddr(current_app.config["MAIL_FROM"])[1]
+    return _build_each(rows, loaded, now, sender)
+
+
+def _build_each(
+    rows: Sequence[OutboxRow], loaded: _Loaded, now: datetime, sender: str
+) -> Iterator[Outgoing]:
     templates: dict[tuple, bytes | None] = {}
-    results: list[OutgoingEmail | tuple[str, MessageNotBuildable]] = []
     for row in rows:
         if row.kind == "password_reset":
             try:
                 message = compose_password_reset_email(row, now)
             except MessageNotBuildable as exc:
-                results.append((row.id, exc))
+                yield (row.id, exc)
                 continue
-            results.append(
-                OutgoingEmail(row.id, sender, row.to_email, message_id_for(row.id), message=message)
+            yield OutgoingEmail(
+                row.id, sender, row.to_email, message_id_for(row.id), message=message
             )
             continue
         try:
             context, raw_token = _context(row, loaded, now)
         except MessageNotBuildable as exc:
-            results.append((row.id, exc))
+            yield (row.id, exc)
             continue
         message_id = message_id_for(row.id)
         group = _group_key(context)
@@ -266,14 +288,13 @@ def render_outgoing(
                 .replace(_RECIPIENT_SLOT.encode(), row.to_email.encode())
                 .replace(_OUTBOX_SLOT.encode(), row.id.encode())
             )
-            results.append(OutgoingEmail(row.id, sender, row.to_email, message_id, raw=raw))
+            yield OutgoingEmail(row.id, sender, row.to_email, message_id, raw=raw)
         else:
             message = compose_invitation_email(context, row.id, now)
-            results.append(OutgoingEmail(row.id, sender, row.to_email, message_id, message=message))
-    return results
+            yield OutgoingEmail(row.id, sender, row.to_email, message_id, message=message)
 
 
-def compose_password_reset_email(row: OutboxMessage, now: datetime) -> EmailMessage:
+def compose_password_reset_email(row: OutboxRow, now: datetime) -> EmailMessage:
     """The password-reset email: a single-use link valid for one hour."""
     raw_token = open_from_outbox(row.token_ciphertext) if row.token_ciphertext else None
     if raw_token is None:

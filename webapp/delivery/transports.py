@@ -34,11 +34,19 @@ class DeliveryError(Exception):
 
 
 class Transport(Protocol):
-    def send(self, email: OutgoingEmail, *, still_wanted: Callable[[], bool] | None = None) -> bool:
+    def send(
+        self,
+        email: OutgoingEmail,
+        *,
+        still_wanted: Callable[[], bool] | None = None,
+        meanwhile: Callable[[], None] | None = None,
+    ) -> bool:
         """Deliver ``email``; return False (nothing delivered) if ``still_wanted()`` said no.
 
         ``still_wanted`` is asked once per attempt, before the message content goes out;
         an SMTP transport asks it while the server is busy with the MAIL command.
+        ``meanwhile``, if given, may be called once while the server is busy with the
+        message (work the caller wants overlapped with that wait); it must not raise.
         """
         ...
 
@@ -127,7 +135,13 @@ class SmtpTransport:
                 self._connection.close()
         self._connection = None
 
-    def send(self, email: OutgoingEmail, *, still_wanted: Callable[[], bool] | None = None) -> bool:
+    def send(
+        self,
+        email: OutgoingEmail,
+        *,
+        still_wanted: Callable[[], bool] | None = None,
+        meanwhile: Callable[[], None] | None = None,
+    ) -> bool:
         """Return True only once the server accepted the message (its 250 after DATA).
 
         Return False, having sent no content, when ``still_wanted()`` answers no.
@@ -137,7 +151,7 @@ class SmtpTransport:
                 if self._connection is None:
                     self._connection = self._connect()
                 if email.raw is not None:
-                    return self._send_raw(self._connection, email, still_wanted)
+                    return self._send_raw(self._connection, email, still_wanted, meanwhile)
                 if still_wanted is not None and not still_wanted():
                     return False
                 # Non-ASCII addresses: smtplib negotiates SMTPUTF8 itself.
@@ -175,12 +189,14 @@ class SmtpTransport:
         connection: smtplib.SMTP,
         email: OutgoingEmail,
         still_wanted: Callable[[], bool] | None,
+        meanwhile: Callable[[], None] | None,
     ) -> bool:
         """One mail transaction for pre-serialised ASCII bytes, as ``sendmail`` does it.
 
         The same commands and checks as ``smtplib.SMTP.sendmail`` (MAIL with SIZE,
         RCPT, DATA, the dot-quoted content), without its per-message address parsing
-        and option handling; and ``still_wanted()`` runs while the server handles MAIL.
+        and option handling. ``still_wanted()`` runs while the server handles MAIL, and
+        ``meanwhile()`` while it takes in the content.
         """
         payload = _smtp_payload(email.raw)
         options = f" SIZE={len(email.raw)}" if connection.has_extn("size") else ""
@@ -209,6 +225,8 @@ class SmtpTransport:
             _abandon(connection, code)
             raise smtplib.SMTPDataError(code, reply)
         connection.send(payload)
+        if meanwhile is not None:
+            meanwhile()
         code, reply = connection.getreply()
         if code != 250:
             _abandon(connection, code)
@@ -228,7 +246,13 @@ class DevMailboxTransport:
     The row joins the worker's current transaction, committed with the "sent" marks.
     """
 
-    def send(self, email: OutgoingEmail, *, still_wanted: Callable[[], bool] | None = None) -> bool:
+    def send(
+        self,
+        email: OutgoingEmail,
+        *,
+        still_wanted: Callable[[], bool] | None = None,
+        meanwhile: Callable[[], None] | None = None,
+    ) -> bool:
         if still_wanted is not None and not still_wanted():
             return False
         raw = email.as_bytes()

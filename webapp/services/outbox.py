@@ -10,6 +10,7 @@ from functools import cache
 from typing import Any
 
 from sqlalchemy import Connection
+from sqlalchemy import Row
 from sqlalchemy import Select
 from sqlalchemy import bindparam
 from sqlalchemy import insert
@@ -147,22 +148,23 @@ def claim_batch(session: Session, *, worker_id: str, limit: int, lease: timedelt
     return ids
 
 
-def claimed_rows(
-    session: Session, outbox_ids: Sequence[str], worker_id: str
-) -> list[OutboxMessage]:
-    """The rows among these that are still pending and claimed by ``worker_id``, in order."""
+def claimed_rows(session: Session, outbox_ids: Sequence[str], worker_id: str) -> list[Row]:
+    """The rows among these that are still pending and claimed by ``worker_id``, in order.
+
+    Plain rows (read-only, attribute access like the model), not ORM objects: the worker
+    reads hundreds per batch and needs no identity map for them.
+    """
     if not outbox_ids:
         return []
+    table = OutboxMessage.__table__
     found = {
         row.id: row
-        for row in session.scalars(
-            select(OutboxMessage)
-            .where(
-                OutboxMessage.id.in_(list(outbox_ids)),
-                OutboxMessage.status == OutboxStatus.PENDING.value,
-                OutboxMessage.locked_by == worker_id,
+        for row in session.execute(
+            select(table).where(
+                table.c.id.in_(list(outbox_ids)),
+                table.c.status == OutboxStatus.PENDING.value,
+                table.c.locked_by == worker_id,
             )
-            .execution_options(populate_existing=True)
         )
     }
     return [found[i] for i in outbox_ids if i in found]
