@@ -204,8 +204,7 @@ class ClaimCheck:
             cursor.execute(self._sql, tuple(params[name] for name in self._order))
         else:
             cursor.execute(self._sql, params)
-        # Read to the end (at most one row): on SQLite an unfinished SELECT would keep
-        # its read snapshot open.
+        # Read to the end (at most one row): no statement is left open on the connection.
         return bool(cursor.fetchall())
 
     def close(self) -> None:
