@@ -5,7 +5,6 @@ from __future__ import annotations
 from collections.abc import Iterator
 from collections.abc import Sequence
 from dataclasses import dataclass
-from dataclasses import fields
 from dataclasses import replace
 from datetime import datetime
 from email.message import EmailMessage
@@ -13,7 +12,6 @@ from email.policy import SMTP
 from email.utils import format_datetime
 from email.utils import parseaddr
 from functools import lru_cache
-from operator import attrgetter
 from urllib.parse import urlsplit
 
 from flask import current_app
@@ -64,8 +62,11 @@ def expiry_in_words(expires_at: datetime, now: datetime) -> str:
 
 def message_id_for(outbox_id: str) -> str:
     """A stable Message-ID per outbox row, so a re-delivery is recognisably the same mail."""
-    host = urlsplit(current_app.config["PUBLIC_BASE_URL"]).hostname or "orginvites.invalid"
-    return f"<{outbox_id}@{host}>"
+    return f"<{outbox_id}@{_message_id_host()}>"
+
+
+def _message_id_host() -> str:
+    return urlsplit(current_app.config["PUBLIC_BASE_URL"]).hostname or "orginvites.invalid"
 
 
 @dataclass
@@ -183,7 +184,8 @@ def _load(session: Session, rows: Sequence[OutboxRow]) -> _Loaded:
     )
 
 
-def _context(row: OutboxRow, loaded: _Loaded, now: datetime) -> tuple[InvitationEmailContext, str]:
+def _opened(row: OutboxRow, loaded: _Loaded) -> tuple[Row, str]:
+    """The row's invitation and the raw token of its link, or MessageNotBuildable."""
     if row.kind not in ("invitation", "invitation_resend"):
         raise MessageNotBuildable(f"unknown email kind {row.kind!r}")
     invitation = loaded.invitations.get(row.invitation_id or "")
@@ -194,19 +196,48 @@ def _context(row: OutboxRow, loaded: _Loaded, now: datetime) -> tuple[Invitation
         raise MessageNotBuildable(
             "the link cannot be rebuilt (the secret key changed); resend the invitation"
         )
+    return invitation, raw_token
+
+
+def _expiry_texts(expires_at: datetime, now: datetime) -> tuple[str, str]:
+    return expiry_in_words(expires_at, now), expires_at.strftime("%A %d %B %Y, %H:%M UTC")
+
+
+def _shared_key(row: OutboxRow, invitation: Row, now: datetime) -> tuple:
+    """Everything ``_shared_context`` depends on (the expiry as the email words it)."""
+    return (
+        row.kind,
+        invitation.org_id,
+        invitation.role,
+        invitation.message,
+        invitation.inviter_user_id,
+        _expiry_texts(invitation.expires_at, now),
+    )
+
+
+def _shared_context(
+    row: OutboxRow, invitation: Row, loaded: _Loaded, now: datetime
+) -> InvitationEmailContext:
+    """The email's context but for the recipient and the link (left empty)."""
     role_name = loaded.role_names.get((invitation.org_id, invitation.role), invitation.role)
-    context = InvitationEmailContext(
+    expires_in_words, expires_on = _expiry_texts(invitation.expires_at, now)
+    return InvitationEmailContext(
         org_name=_one_line(loaded.org_names[invitation.org_id]),
         inviter=loaded.inviters.get(invitation.inviter_user_id or ""),
         role_name=_one_line(role_name),
         message=invitation.message,
-        accept_url=accept_url(raw_token),
-        expires_in_words=expiry_in_words(invitation.expires_at, now),
-        expires_on=invitation.expires_at.strftime("%A %d %B %Y, %H:%M UTC"),
-        to_email=row.to_email,
+        accept_url="",
+        expires_in_words=expires_in_words,
+        expires_on=expires_on,
+        to_email="",
         is_reminder=row.kind == "invitation_resend",
     )
-    return context, raw_token
+
+
+def _context(row: OutboxRow, loaded: _Loaded, now: datetime) -> InvitationEmailContext:
+    invitation, raw_token = _opened(row, loaded)
+    shared = _shared_context(row, invitation, loaded, now)
+    return replace(shared, to_email=row.to_email, accept_url=accept_url(raw_token))
 
 
 # Placeholders for what differs between emails of one group; ASCII, never folded or
@@ -215,18 +246,9 @@ _TOKEN_SLOT = "OItokenSLOT" + "x" * 32  # as long as a real token (43 characters
 _RECIPIENT_SLOT = "oi-recipient-slot@slot.invalid"
 _OUTBOX_SLOT = "msg_oioutboxslot"
 
-# Emails whose contexts agree on everything but these two fields share a template.
-_group_key = attrgetter(
-    *(f.name for f in fields(InvitationEmailContext) if f.name not in ("to_email", "accept_url"))
-)
 
-
-def _template_for(context: InvitationEmailContext, now: datetime) -> bytes | None:
-    slotted = replace(
-        context,
-        to_email=_RECIPIENT_SLOT,
-        accept_url=context.accept_url.rsplit("/", 1)[0] + "/" + _TOKEN_SLOT,
-    )
+def _template_for(shared: InvitationEmailContext, now: datetime) -> bytes | None:
+    slotted = replace(shared, to_email=_RECIPIENT_SLOT, accept_url=accept_url(_TOKEN_SLOT))
     raw = compose_invitation_email(slotted, _OUTBOX_SLOT, now).as_bytes(policy=SMTP)
     if not raw.isascii() or any(
         slot.encode() not in raw for slot in (_TOKEN_SLOT, _RECIPIENT_SLOT, _OUTBOX_SLOT)
@@ -260,28 +282,30 @@ def iter_outgoing(session: Session, rows: Sequence[OutboxRow]) -> Iterator[Outgo
 def _build_each(
     rows: Sequence[OutboxRow], loaded: _Loaded, now: datetime, sender: str
 ) -> Iterator[Outgoing]:
-    templates: dict[tuple, bytes | None] = {}
+    host = _message_id_host()
+    # Per group of emails alike but for recipient, link and Message-ID: the shared
+    # context, and the rendered template (None when it cannot be filled in safely).
+    groups: dict[tuple, tuple[InvitationEmailContext, bytes | None]] = {}
     for row in rows:
+        message_id = f"<{row.id}@{host}>"
         if row.kind == "password_reset":
             try:
                 message = compose_password_reset_email(row, now)
             except MessageNotBuildable as exc:
                 yield (row.id, exc)
                 continue
-            yield OutgoingEmail(
-                row.id, sender, row.to_email, message_id_for(row.id), message=message
-            )
+            yield OutgoingEmail(row.id, sender, row.to_email, message_id, message=message)
             continue
         try:
-            context, raw_token = _context(row, loaded, now)
+            invitation, raw_token = _opened(row, loaded)
         except MessageNotBuildable as exc:
             yield (row.id, exc)
             continue
-        message_id = message_id_for(row.id)
-        group = _group_key(context)
-        if group not in templates:
-            templates[group] = _template_for(context, now)
-        template = templates[group]
+        key = _shared_key(row, invitation, now)
+        if key not in groups:
+            shared = _shared_context(row, invitation, loaded, now)
+            groups[key] = (shared, _template_for(shared, now))
+        shared, template = groups[key]
         if template is not None and row.to_email.isascii():
             raw = (
                 template.replace(_TOKEN_SLOT.encode(), raw_token.encode())
@@ -290,6 +314,7 @@ def _build_each(
             )
             yield OutgoingEmail(row.id, sender, row.to_email, message_id, raw=raw)
         else:
+            context = replace(shared, to_email=row.to_email, accept_url=accept_url(raw_token))
             message = compose_invitation_email(context, row.id, now)
             yield OutgoingEmail(row.id, sender, row.to_email, message_id, message=message)
 
@@ -318,5 +343,5 @@ def build_email(session: Session, row: OutboxMessage) -> EmailMessage:
     """The email of one outbox row, built directly (no shared template)."""
     if row.kind == "password_reset":
         return compose_password_reset_email(row, utcnow())
-    context, _ = _context(row, _load(session, [row]), utcnow())
+    context = _context(row, _load(session, [row]), utcnow())
     return compose_invitation_email(context, row.id, utcnow())
