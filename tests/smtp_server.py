@@ -69,12 +69,19 @@ class RecordingHandler:
         self.delay = 0.0
         self._hold: tuple[threading.Event, threading.Event] | None = None
         self.held_rcpts: list[str] = []
+        self.drops: dict[str, int] = {}  # address -> connections still to drop at DATA
+        self.commands: list[str] = []  # every command verb received, in order
 
     def refuse(self, address: str, reply: str, *, stage: str = "RCPT", times: int | None = None):
         """Answer ``address`` with ``reply`` at ``stage`` (RCPT or DATA), ``times`` times."""
         assert stage in ("RCPT", "DATA")
         with self.lock:
             self.rules[(stage, address.lower())] = _Rule(reply, times)
+
+    def drop_connection_at_data(self, address: str, times: int = 1) -> None:
+        """Close the connection, without a reply, once ``address``'s content has arrived."""
+        with self.lock:
+            self.drops[address.lower()] = times
 
     def hold_next_message(self) -> tuple[threading.Event, threading.Event]:
         """Keep the next message at DATA, unanswered, until released: ``(arrived, release)``."""
@@ -93,6 +100,18 @@ class RecordingHandler:
             self.refusals.append((stage, address, rule.reply))
             return rule.reply
 
+    async def handle_MAIL(self, server, session, envelope, address, mail_options):
+        with self.lock:
+            self.commands.append("MAIL")
+        envelope.mail_from = address
+        envelope.mail_options.extend(mail_options)
+        return "250 OK"
+
+    async def handle_RSET(self, server, session, envelope):
+        with self.lock:
+            self.commands.append("RSET")
+        return "250 OK"
+
     async def handle_RCPT(self, server, session, envelope, address, rcpt_options):
         reply = self._rule_reply("RCPT", address)
         if reply:
@@ -101,6 +120,14 @@ class RecordingHandler:
         return "250 OK"
 
     async def handle_DATA(self, server, session, envelope):
+        with self.lock:
+            self.commands.append("DATA")
+            dropped = [a for a in envelope.rcpt_tos if self.drops.get(a.lower(), 0) > 0]
+            for address in dropped:
+                self.drops[address.lower()] -= 1
+        if dropped:
+            server.transport.close()  # as a crashing or restarting server would
+            return "421 4.3.2 closing"  # never reaches the closed connection
         for address in envelope.rcpt_tos:
             reply = self._rule_reply("DATA", address)
             if reply:

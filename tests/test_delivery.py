@@ -678,6 +678,158 @@ def test_notify_false_queues_and_delivers_nothing(smtp_app, smtp, acme, make_wor
     assert invitation(smtp_app, item.invitation_id)["delivery_status"] == "not_sent"
 
 
+# --- overlapping work with the server's waits -------------------------------------------
+#
+# The worker checks a row while the server handles MAIL and builds the next email while
+# the server takes in the current one. These tests pin what that must never change.
+
+
+def outbox_in_claim_order(app: Flask) -> list[dict[str, Any]]:
+    return sorted(outbox(app), key=lambda r: (r["next_attempt_at"], r["id"]))
+
+
+def test_a_message_is_marked_sent_only_after_the_servers_250(smtp_app, smtp, acme, make_worker):
+    """While the server holds a message's content (and the next email is being built
+    meanwhile), nothing is marked sent, even with a commit after every message."""
+    invite(smtp_app, acme, ["first@example.org", "second@example.org", "third@example.org"])
+    arrived, release = smtp.handler.hold_next_message()
+    worker = make_worker(smtp_app, commit_every=1)
+    thread, results, errors = in_thread(worker.run_once)
+    try:
+        assert arrived.wait(10)
+        time.sleep(0.05)  # give a wrongly early "sent" the chance to be committed
+        while_held = outbox(smtp_app)
+        events_while_held = table(smtp_app, AuditEvent, AuditEvent.type == "invitation.sent")
+    finally:
+        release.set()
+        thread.join(10)
+    assert not errors, errors
+    assert results == [3]
+    assert {r["status"] for r in while_held} == {"pending"}
+    assert events_while_held == []
+    assert {r["status"] for r in outbox(smtp_app)} == {"sent"}
+    assert smtp.handler.count == 3
+
+
+def test_a_revoke_of_the_next_message_withdraws_it_and_keeps_the_connection(
+    smtp_app, smtp, acme, make_worker
+):
+    """The next message, revoked while the current one is held, is withdrawn after its
+    MAIL command (RSET, no content); the message after it goes over the same connection."""
+    issued = invite(smtp_app, acme, ["a@example.org", "b@example.org", "c@example.org"])
+    by_invitation = {i.invitation_id: i for i in issued}
+    first, second, third = (
+        by_invitation[r["invitation_id"]] for r in outbox_in_claim_order(smtp_app)
+    )
+    arrived, release = smtp.handler.hold_next_message()
+    worker = make_worker(smtp_app)
+    thread, results, errors = in_thread(worker.run_once)
+    try:
+        assert arrived.wait(10)
+        assert smtp.handler.held_rcpts == [first.email]
+        revoke(smtp_app, acme, second.invitation_id)
+    finally:
+        release.set()
+        thread.join(10)
+    assert not errors, errors
+    assert results == [3]
+    assert [m.rcpt_tos for m in smtp.handler.messages()] == [[first.email], [third.email]]
+    assert smtp.handler.commands == ["MAIL", "DATA", "MAIL", "RSET", "MAIL", "DATA"]
+    assert worker.transport.connections_opened == 1
+    rows = {r["invitation_id"]: r for r in outbox(smtp_app)}
+    assert rows[second.invitation_id]["status"] == "cancelled"
+    assert rows[second.invitation_id]["attempts"] == 0
+    assert rows[first.invitation_id]["status"] == rows[third.invitation_id]["status"] == "sent"
+
+
+def test_a_connection_dropped_before_the_250_is_resent_once_on_a_new_one(
+    smtp_app, smtp, acme, make_worker
+):
+    """The server drops the connection after taking in a message's content but before
+    its 250: that message goes again on a new connection, and every message arrives once."""
+    issued = invite(smtp_app, acme, ["one@example.org", "two@example.org", "three@example.org"])
+    smtp.handler.drop_connection_at_data("two@example.org")
+    worker = make_worker(smtp_app)
+    assert worker.run_once() == 3
+    assert sorted(r for m in smtp.handler.messages() for r in m.rcpt_tos) == sorted(
+        i.email for i in issued
+    )
+    assert max(smtp.handler.message_id_counts().values()) == 1
+    assert worker.transport.connections_opened == 2
+    rows = outbox(smtp_app)
+    assert {(r["status"], r["attempts"], r["last_error"]) for r in rows} == {("sent", 1, None)}
+
+
+def test_a_failure_while_building_the_next_email_keeps_what_was_sent(
+    smtp_app, smtp, acme, make_worker, monkeypatch
+):
+    """An unexpected error while the next email is built (during the current one's DATA)
+    surfaces after the current message was accepted, and that message is recorded sent."""
+    import webapp.delivery.messages as messages_module
+
+    invite(smtp_app, acme, ["ok@example.org", "boom@example.org", "later@example.org"])
+    real_open = messages_module.open_from_outbox
+    calls: list[int] = []
+
+    def failing_second_open(sealed: str) -> str | None:
+        calls.append(1)
+        if len(calls) == 2:
+            raise RuntimeError("unexpected")
+        return real_open(sealed)
+
+    monkeypatch.setattr(messages_module, "open_from_outbox", failing_second_open)
+    worker = make_worker(smtp_app)
+    with pytest.raises(RuntimeError, match="unexpected"):
+        worker.run_once()
+    assert smtp.handler.count == 1
+    statuses = [r["status"] for r in outbox_in_claim_order(smtp_app)]
+    assert statuses == ["sent", "pending", "pending"]
+
+
+def test_the_claim_check_sees_later_commits_and_leaves_its_connection_usable(smtp_app, acme):
+    """Checks answer for the worker that claimed; a cancel committed elsewhere after a
+    check shows in the next one; the checking connection can still write meanwhile."""
+    from webapp.services.outbox import ClaimCheck
+    from webapp.services.outbox import claim_batch
+
+    [item] = invite(smtp_app, acme, ["checked@example.org"])
+    with smtp_app.app_context():
+        [outbox_id] = claim_batch(db.session, worker_id="w1", limit=10, lease=timedelta(minutes=5))
+        db.session.commit()
+        autocommit = db.engine.connect().execution_options(isolation_level="AUTOCOMMIT")
+        with autocommit as connection, ClaimCheck(connection, "w1") as claimed:
+            assert ClaimCheck(connection, "w2")(outbox_id) is False
+            assert claimed(outbox_id) is True
+            revoke(smtp_app, acme, item.invitation_id)  # another connection commits
+            connection.exec_driver_sql(
+                "UPDATE outbox_messages SET attempts = attempts WHERE id = 'msg_none'"
+            )
+            assert claimed(outbox_id) is False
+
+
+def test_lines_starting_with_a_dot_arrive_intact(smtp_app, smtp, acme, make_worker):
+    """SMTP dot-stuffing on the raw path: a note line that starts with '.' is not cut."""
+    with smtp_app.app_context():
+        organization = get_organization(db.session, acme.slug)
+        create_invitation(
+            db.session,
+            organization,
+            InvitationRequest(email="dots@example.org", message="Hi\n.hidden line\n..two dots"),
+            actor=Actor.user(acme.inviter_id),
+        )
+        db.session.commit()
+    assert drain(make_worker(smtp_app)) == 1
+    [received] = smtp.handler.messages()
+    assert "\n.hidden line\n..two dots\n" in received.text().replace("\r\n", "\n")
+
+
+def test_the_smtp_payload_doubles_leading_dots_and_ends_the_data():
+    from webapp.delivery.transports import _smtp_payload
+
+    assert _smtp_payload(b"a\r\nb\r\n") == b"a\r\nb\r\n.\r\n"
+    assert _smtp_payload(b".a\r\n.\r\nb.c\r\n..d") == b"..a\r\n..\r\nb.c\r\n...d\r\n.\r\n"
+
+
 # --- backoff ---------------------------------------------------------------------------
 
 

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from dataclasses import astuple
+from collections.abc import Iterator
+from collections.abc import Sequence
 from dataclasses import dataclass
 from dataclasses import replace
 from datetime import datetime
@@ -10,10 +11,12 @@ from email.message import EmailMessage
 from email.policy import SMTP
 from email.utils import format_datetime
 from email.utils import parseaddr
+from functools import lru_cache
 from urllib.parse import urlsplit
 
 from flask import current_app
 from flask import render_template
+from sqlalchemy import Row
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 from sqlalchemy.orm import selectinload
@@ -27,6 +30,9 @@ from webapp.services.tokens import accept_url
 from webapp.services.tokens import open_from_outbox
 from webapp.services.tokens import public_url
 
+# An outbox row: the ORM object, or a plain row of its table (what the worker reads).
+OutboxRow = OutboxMessage | Row
+
 # Org-controlled text that reaches a header or a subject line is capped.
 MAX_HEADER_TEXT = 120
 
@@ -35,6 +41,7 @@ class MessageNotBuildable(Exception):
     """The row can never become an email (its link can no longer be rebuilt)."""
 
 
+@lru_cache(maxsize=1024)  # the same org, role and inviter names, batch after batch
 def _one_line(text: str, limit: int = MAX_HEADER_TEXT) -> str:
     """Collapse whitespace and control characters, cap the length."""
     cleaned = " ".join("".join(c if c.isprintable() else " " for c in text).split())
@@ -55,8 +62,11 @@ def expiry_in_words(expires_at: datetime, now: datetime) -> str:
 
 def message_id_for(outbox_id: str) -> str:
     """A stable Message-ID per outbox row, so a re-delivery is recognisably the same mail."""
-    host = urlsplit(current_app.config["PUBLIC_BASE_URL"]).hostname or "orginvites.invalid"
-    return f"<{outbox_id}@{host}>"
+    return f"<{outbox_id}@{_message_id_host()}>"
+
+
+def _message_id_host() -> str:
+    return urlsplit(current_app.config["PUBLIC_BASE_URL"]).hostname or "orginvites.invalid"
 
 
 @dataclass
@@ -127,35 +137,55 @@ def compose_invitation_email(
 
 @dataclass
 class _Loaded:
-    invitations: dict[str, Invitation]
-    orgs: dict[str, Organization]
-    users: dict[str, User]
+    """What a batch's emails mention, read up front as plain values.
+
+    Building the emails then never touches the database: the worker builds each one
+    while the previous one is with the SMTP server, outside any transaction.
+    """
+
+    invitations: dict[str, Row]  # the columns an email mentions
+    org_names: dict[str, str]
+    role_names: dict[tuple[str, str], str]  # (org id, role key) -> display name
+    inviters: dict[str, str | None]  # user id -> label
 
 
-def _load(session: Session, rows: list[OutboxMessage]) -> _Loaded:
-    """Everything the batch's emails mention, in three queries."""
+def _load(session: Session, rows: Sequence[OutboxRow]) -> _Loaded:
+    """Everything the batch's emails mention, in three queries (four with roles)."""
     invitation_ids = [r.invitation_id for r in rows if r.invitation_id]
+    # Plain rows, not ORM objects: a batch has hundreds.
     invitations = {
         i.id: i
-        for i in session.scalars(select(Invitation).where(Invitation.id.in_(invitation_ids)))
+        for i in session.execute(
+            select(
+                Invitation.id,
+                Invitation.org_id,
+                Invitation.role,
+                Invitation.message,
+                Invitation.expires_at,
+                Invitation.inviter_user_id,
+            ).where(Invitation.id.in_(invitation_ids))
+        )
     }
     org_ids = {i.org_id for i in invitations.values()}
-    orgs = {
-        o.id: o
-        for o in session.scalars(
+    orgs = list(
+        session.scalars(
             select(Organization)
             .where(Organization.id.in_(org_ids))
             .options(selectinload(Organization.roles))
         )
-    }
+    )
     user_ids = {i.inviter_user_id for i in invitations.values() if i.inviter_user_id}
-    users = {u.id: u for u in session.scalars(select(User).where(User.id.in_(user_ids)))}
-    return _Loaded(invitations, orgs, users)
+    users = session.scalars(select(User).where(User.id.in_(user_ids)))
+    return _Loaded(
+        invitations,
+        org_names={o.id: o.name for o in orgs},
+        role_names={(o.id, r.key): r.name for o in orgs for r in o.roles},
+        inviters={u.id: _inviter_label(u) for u in users},
+    )
 
 
-def _context(
-    row: OutboxMessage, loaded: _Loaded, now: datetime
-) -> tuple[InvitationEmailContext, str]:
+def _opened(row: OutboxRow, loaded: _Loaded) -> tuple[Row, str]:
+    """The row's invitation and the raw token of its link, or MessageNotBuildable."""
     if row.kind not in ("invitation", "invitation_resend"):
         raise MessageNotBuildable(f"unknown email kind {row.kind!r}")
     invitation = loaded.invitations.get(row.invitation_id or "")
@@ -166,20 +196,48 @@ def _context(
         raise MessageNotBuildable(
             "the link cannot be rebuilt (the secret key changed); resend the invitation"
         )
-    org = loaded.orgs[invitation.org_id]
-    role = org.role(invitation.role)
-    context = InvitationEmailContext(
-        org_name=_one_line(org.name),
-        inviter=_inviter_label(loaded.users.get(invitation.inviter_user_id or "")),
-        role_name=_one_line(role.name if role else invitation.role),
+    return invitation, raw_token
+
+
+def _expiry_texts(expires_at: datetime, now: datetime) -> tuple[str, str]:
+    return expiry_in_words(expires_at, now), expires_at.strftime("%A %d %B %Y, %H:%M UTC")
+
+
+def _shared_key(row: OutboxRow, invitation: Row, now: datetime) -> tuple:
+    """Everything ``_shared_context`` depends on (the expiry as the email words it)."""
+    return (
+        row.kind,
+        invitation.org_id,
+        invitation.role,
+        invitation.message,
+        invitation.inviter_user_id,
+        _expiry_texts(invitation.expires_at, now),
+    )
+
+
+def _shared_context(
+    row: OutboxRow, invitation: Row, loaded: _Loaded, now: datetime
+) -> InvitationEmailContext:
+    """The email's context but for the recipient and the link (left empty)."""
+    role_name = loaded.role_names.get((invitation.org_id, invitation.role), invitation.role)
+    expires_in_words, expires_on = _expiry_texts(invitation.expires_at, now)
+    return InvitationEmailContext(
+        org_name=_one_line(loaded.org_names[invitation.org_id]),
+        inviter=loaded.inviters.get(invitation.inviter_user_id or ""),
+        role_name=_one_line(role_name),
         message=invitation.message,
-        accept_url=accept_url(raw_token),
-        expires_in_words=expiry_in_words(invitation.expires_at, now),
-        expires_on=invitation.expires_at.strftime("%A %d %B %Y, %H:%M UTC"),
-        to_email=row.to_email,
+        accept_url="",
+        expires_in_words=expires_in_words,
+        expires_on=expires_on,
+        to_email="",
         is_reminder=row.kind == "invitation_resend",
     )
-    return context, raw_token
+
+
+def _context(row: OutboxRow, loaded: _Loaded, now: datetime) -> InvitationEmailContext:
+    invitation, raw_token = _opened(row, loaded)
+    shared = _shared_context(row, invitation, loaded, now)
+    return replace(shared, to_email=row.to_email, accept_url=accept_url(raw_token))
 
 
 # Placeholders for what differs between emails of one group; ASCII, never folded or
@@ -189,12 +247,8 @@ _RECIPIENT_SLOT = "oi-recipient-slot@slot.invalid"
 _OUTBOX_SLOT = "msg_oioutboxslot"
 
 
-def _template_for(context: InvitationEmailContext, now: datetime) -> bytes | None:
-    slotted = replace(
-        context,
-        to_email=_RECIPIENT_SLOT,
-        accept_url=context.accept_url.rsplit("/", 1)[0] + "/" + _TOKEN_SLOT,
-    )
+def _template_for(shared: InvitationEmailContext, now: datetime) -> bytes | None:
+    slotted = replace(shared, to_email=_RECIPIENT_SLOT, accept_url=accept_url(_TOKEN_SLOT))
     raw = compose_invitation_email(slotted, _OUTBOX_SLOT, now).as_bytes(policy=SMTP)
     if not raw.isascii() or any(
         slot.encode() not in raw for slot in (_TOKEN_SLOT, _RECIPIENT_SLOT, _OUTBOX_SLOT)
@@ -203,11 +257,18 @@ def _template_for(context: InvitationEmailContext, now: datetime) -> bytes | Non
     return raw
 
 
-def render_outgoing(
-    session: Session, rows: list[OutboxMessage]
-) -> list[OutgoingEmail | tuple[str, MessageNotBuildable]]:
-    """Build the emails of a batch, in order; unbuildable rows come back with the reason.
+Outgoing = OutgoingEmail | tuple[str, MessageNotBuildable]
 
+
+def render_outgoing(session: Session, rows: Sequence[OutboxRow]) -> list[Outgoing]:
+    """Build the emails of a batch, in order; unbuildable rows come back with the reason."""
+    return list(iter_outgoing(session, rows))
+
+
+def iter_outgoing(session: Session, rows: Sequence[OutboxRow]) -> Iterator[Outgoing]:
+    """Read what the batch's emails need now; build each email when it is asked for.
+
+    The returned iterator does not use ``session`` (the caller may end its transaction).
     Emails that differ only in recipient, link and Message-ID (a bulk invite) share
     one ``EmailMessage`` rendering; each is then filled in. Anything non-ASCII is
     built on its own.
@@ -215,43 +276,50 @@ def render_outgoing(
     now = utcnow()
     loaded = _load(session, rows)
     sender = parseaddr(current_app.config["MAIL_FROM"])[1]
-    templates: dict[tuple, bytes | None] = {}
-    results: list[OutgoingEmail | tuple[str, MessageNotBuildable]] = []
+    return _build_each(rows, loaded, now, sender)
+
+
+def _build_each(
+    rows: Sequence[OutboxRow], loaded: _Loaded, now: datetime, sender: str
+) -> Iterator[Outgoing]:
+    host = _message_id_host()
+    # Per group of emails alike but for recipient, link and Message-ID: the shared
+    # context, and the rendered template (None when it cannot be filled in safely).
+    groups: dict[tuple, tuple[InvitationEmailContext, bytes | None]] = {}
     for row in rows:
+        message_id = f"<{row.id}@{host}>"
         if row.kind == "password_reset":
             try:
                 message = compose_password_reset_email(row, now)
             except MessageNotBuildable as exc:
-                results.append((row.id, exc))
+                yield (row.id, exc)
                 continue
-            results.append(
-                OutgoingEmail(row.id, sender, row.to_email, message_id_for(row.id), message=message)
-            )
+            yield OutgoingEmail(row.id, sender, row.to_email, message_id, message=message)
             continue
         try:
-            context, raw_token = _context(row, loaded, now)
+            invitation, raw_token = _opened(row, loaded)
         except MessageNotBuildable as exc:
-            results.append((row.id, exc))
+            yield (row.id, exc)
             continue
-        message_id = message_id_for(row.id)
-        group = astuple(replace(context, to_email="", accept_url=""))
-        if group not in templates:
-            templates[group] = _template_for(context, now)
-        template = templates[group]
+        key = _shared_key(row, invitation, now)
+        if key not in groups:
+            shared = _shared_context(row, invitation, loaded, now)
+            groups[key] = (shared, _template_for(shared, now))
+        shared, template = groups[key]
         if template is not None and row.to_email.isascii():
             raw = (
                 template.replace(_TOKEN_SLOT.encode(), raw_token.encode())
                 .replace(_RECIPIENT_SLOT.encode(), row.to_email.encode())
                 .replace(_OUTBOX_SLOT.encode(), row.id.encode())
             )
-            results.append(OutgoingEmail(row.id, sender, row.to_email, message_id, raw=raw))
+            yield OutgoingEmail(row.id, sender, row.to_email, message_id, raw=raw)
         else:
+            context = replace(shared, to_email=row.to_email, accept_url=accept_url(raw_token))
             message = compose_invitation_email(context, row.id, now)
-            results.append(OutgoingEmail(row.id, sender, row.to_email, message_id, message=message))
-    return results
+            yield OutgoingEmail(row.id, sender, row.to_email, message_id, message=message)
 
 
-def compose_password_reset_email(row: OutboxMessage, now: datetime) -> EmailMessage:
+def compose_password_reset_email(row: OutboxRow, now: datetime) -> EmailMessage:
     """The password-reset email: a single-use link valid for one hour."""
     raw_token = open_from_outbox(row.token_ciphertext) if row.token_ciphertext else None
     if raw_token is None:
@@ -275,5 +343,5 @@ def build_email(session: Session, row: OutboxMessage) -> EmailMessage:
     """The email of one outbox row, built directly (no shared template)."""
     if row.kind == "password_reset":
         return compose_password_reset_email(row, utcnow())
-    context, _ = _context(row, _load(session, [row]), utcnow())
+    context = _context(row, _load(session, [row]), utcnow())
     return compose_invitation_email(context, row.id, utcnow())

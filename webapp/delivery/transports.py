@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import contextlib
+import re
 import smtplib
 import ssl
+from collections.abc import Callable
 from email.parser import BytesHeaderParser
 from email.policy import default
 from typing import Protocol
@@ -32,7 +34,21 @@ class DeliveryError(Exception):
 
 
 class Transport(Protocol):
-    def send(self, email: OutgoingEmail) -> None: ...
+    def send(
+        self,
+        email: OutgoingEmail,
+        *,
+        still_wanted: Callable[[], bool] | None = None,
+        meanwhile: Callable[[], None] | None = None,
+    ) -> bool:
+        """Deliver ``email``; return False (nothing delivered) if ``still_wanted()`` said no.
+
+        ``still_wanted`` is asked once per attempt, before the message content goes out;
+        an SMTP transport asks it while the server is busy with the MAIL command.
+        ``meanwhile``, if given, may be called once while the server is busy with the
+        message (work the caller wants overlapped with that wait); it must not raise.
+        """
+        ...
 
     def close(self) -> None: ...
 
@@ -45,6 +61,33 @@ def _reply_text(code: int, reply: bytes | str) -> str:
 def _classify(code: int, reply: bytes | str) -> DeliveryError:
     # 5xx is final; 4xx and anything odd are worth another try.
     return DeliveryError(_reply_text(code, reply), permanent=500 <= code < 600)
+
+
+_LEADING_DOT = re.compile(rb"(?m)^\.")
+
+
+def _smtp_payload(raw: bytes) -> bytes:
+    """The DATA content: lines starting with a dot doubled, then CRLF "." CRLF."""
+    if raw.startswith(b".") or b"\n." in raw:
+        raw = _LEADING_DOT.sub(b"..", raw)
+    if not raw.endswith(b"\r\n"):
+        raw += b"\r\n"
+    return raw + b".\r\n"
+
+
+def _reset(connection: smtplib.SMTP) -> None:
+    """RSET: abandon the mail transaction in progress (the connection stays usable)."""
+    connection.putcmd("rset")
+    connection.getreply()
+
+
+def _abandon(connection: smtplib.SMTP, code: int) -> None:
+    """End the mail transaction as ``sendmail`` does after a refusal: RSET, or close on 421."""
+    if code == 421:
+        connection.close()
+    else:
+        with contextlib.suppress(smtplib.SMTPServerDisconnected):
+            _reset(connection)
 
 
 class SmtpTransport:
@@ -70,7 +113,7 @@ class SmtpTransport:
         self.connections_opened = 0
 
     def _connect(self) -> smtplib.SMTP:
-        context = ssl.create_default_context()
+        context = ssl.create_default_context() if self.security != "none" else None
         if self.security == "tls":
             connection: smtplib.SMTP = smtplib.SMTP_SSL(
                 self.host, self.port, timeout=self.timeout, context=context
@@ -92,18 +135,28 @@ class SmtpTransport:
                 self._connection.close()
         self._connection = None
 
-    def send(self, email: OutgoingEmail) -> None:
-        """Return only once the server accepted the message (its 250 after DATA)."""
+    def send(
+        self,
+        email: OutgoingEmail,
+        *,
+        still_wanted: Callable[[], bool] | None = None,
+        meanwhile: Callable[[], None] | None = None,
+    ) -> bool:
+        """Return True only once the server accepted the message (its 250 after DATA).
+
+        Return False, having sent no content, when ``still_wanted()`` answers no.
+        """
         for attempt in (1, 2):
             try:
                 if self._connection is None:
                     self._connection = self._connect()
                 if email.raw is not None:
-                    self._connection.sendmail(email.sender, [email.recipient], email.raw)
-                else:
-                    # Non-ASCII addresses: smtplib negotiates SMTPUTF8 itself.
-                    self._connection.send_message(email.message)
-                return
+                    return self._send_raw(self._connection, email, still_wanted, meanwhile)
+                if still_wanted is not None and not still_wanted():
+                    return False
+                # Non-ASCII addresses: smtplib negotiates SMTPUTF8 itself.
+                self._connection.send_message(email.message)
+                return True
             except smtplib.SMTPServerDisconnected as exc:
                 # A reused connection the server closed while idle: reconnect once.
                 self._drop()
@@ -129,6 +182,56 @@ class SmtpTransport:
                 raise DeliveryError(
                     f"connection error: {exc}", permanent=False, connection_failed=True
                 ) from exc
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    def _send_raw(
+        self,
+        connection: smtplib.SMTP,
+        email: OutgoingEmail,
+        still_wanted: Callable[[], bool] | None,
+        meanwhile: Callable[[], None] | None,
+    ) -> bool:
+        """One mail transaction for pre-serialised ASCII bytes, as ``sendmail`` does it.
+
+        The same commands and checks as ``smtplib.SMTP.sendmail`` (MAIL with SIZE,
+        RCPT, DATA, the dot-quoted content), without its per-message address parsing
+        and option handling. ``still_wanted()`` runs while the server handles MAIL, and
+        ``meanwhile()`` while it takes in the content.
+        """
+        payload = _smtp_payload(email.raw)
+        options = f" SIZE={len(email.raw)}" if connection.has_extn("size") else ""
+        connection.putcmd("mail", f"FROM:<{email.sender}>{options}")
+        try:
+            wanted = still_wanted is None or still_wanted()
+        except BaseException:
+            # The server's reply to MAIL is still unread: this connection is out of step.
+            self._drop()
+            raise
+        code, reply = connection.getreply()
+        if not wanted:
+            _abandon(connection, code)
+            return False
+        if code != 250:
+            _abandon(connection, code)
+            raise smtplib.SMTPSenderRefused(code, reply, email.sender)
+        connection.putcmd("rcpt", f"TO:<{email.recipient}>")
+        code, reply = connection.getreply()
+        if code not in (250, 251):
+            _abandon(connection, code)
+            raise smtplib.SMTPRecipientsRefused({email.recipient: (code, reply)})
+        connection.putcmd("data")
+        code, reply = connection.getreply()
+        if code != 354:
+            _abandon(connection, code)
+            raise smtplib.SMTPDataError(code, reply)
+        connection.send(payload)
+        if meanwhile is not None:
+            meanwhile()
+        code, reply = connection.getreply()
+        if code != 250:
+            _abandon(connection, code)
+            raise smtplib.SMTPDataError(code, reply)
+        return True
 
     def close(self) -> None:
         if self._connection is not None:
@@ -143,7 +246,15 @@ class DevMailboxTransport:
     The row joins the worker's current transaction, committed with the "sent" marks.
     """
 
-    def send(self, email: OutgoingEmail) -> None:
+    def send(
+        self,
+        email: OutgoingEmail,
+        *,
+        still_wanted: Callable[[], bool] | None = None,
+        meanwhile: Callable[[], None] | None = None,
+    ) -> bool:
+        if still_wanted is not None and not still_wanted():
+            return False
         raw = email.as_bytes()
         headers = BytesHeaderParser(policy=default).parsebytes(raw)
         db.session.execute(
@@ -159,6 +270,7 @@ class DevMailboxTransport:
                 }
             ],
         )
+        return True
 
     def close(self) -> None:
         pass

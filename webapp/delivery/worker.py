@@ -13,14 +13,18 @@ import os
 import socket
 import threading
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import timedelta
+from functools import partial
+from typing import Any
 
 from flask import Flask
+from sqlalchemy import Row
 
 from webapp.clock import utcnow
-from webapp.delivery.messages import OutgoingEmail
-from webapp.delivery.messages import render_outgoing
+from webapp.delivery.messages import Outgoing
+from webapp.delivery.messages import iter_outgoing
 from webapp.delivery.transports import DeliveryError
 from webapp.delivery.transports import Transport
 from webapp.delivery.transports import transport_from_config
@@ -28,18 +32,20 @@ from webapp.extensions import db
 from webapp.services.expiry import expire_due_invitations
 from webapp.services.idempotency import purge_expired_keys
 from webapp.services.importing.jobs import run_import_round
+from webapp.services.outbox import ClaimCheck
 from webapp.services.outbox import claim_batch
 from webapp.services.outbox import claimed_rows
 from webapp.services.outbox import record_failure
 from webapp.services.outbox import record_sent
 from webapp.services.outbox import release_claims
-from webapp.services.outbox import still_claimed_statement
 
 log = logging.getLogger("orginvites.worker")
 
 
 def log_event(event: str, **fields: object) -> None:
     """One structured line: ``event key=value …`` (never a token or a link)."""
+    if not log.isEnabledFor(logging.INFO):
+        return  # nothing formatted when nobody reads it
     log.info(" ".join([event, *(f"{k}={v}" for k, v in fields.items() if v is not None)]))
 
 
@@ -160,79 +166,76 @@ class DeliveryWorker:
             if not ids:
                 return 0
             rows = claimed_rows(session, ids, self.worker_id)
-            recipients = {row.id: row.to_email for row in rows}
-            attempts = {row.id: row.attempts for row in rows}
-            invitations = {row.id: row.invitation_id for row in rows}
-            prepared: list[_Prepared] = []
-            unbuildable: list[tuple[str, str, str]] = []
-            for item in render_outgoing(session, rows):
-                if isinstance(item, tuple):
-                    outbox_id, exc = item
-                    unbuildable.append((outbox_id, str(exc), recipients[outbox_id]))
-                else:
-                    prepared.append(
-                        _Prepared(
-                            item.outbox_id,
-                            item.recipient,
-                            invitations[item.outbox_id],
-                            attempts[item.outbox_id],
-                            item,
-                        )
-                    )
+            # Reads what the emails need now; each is built later, while the one before
+            # it is with the server (building reads nothing more from the database).
+            outgoing = _Lookahead(iter_outgoing(session, rows))
             session.commit()
-            for outbox_id, reason, to in unbuildable:
-                self._failed(outbox_id, reason, permanent=True, to=to)
-            step = self.settings.commit_every
-            for start in range(0, len(prepared), step):
-                if self.stop_event.is_set():
-                    break
-                if not self._deliver_chunk(prepared[start : start + step]):
-                    # The server is unreachable: give the rest back and wait a round.
-                    release_claims(session, self.worker_id)
-                    session.commit()
-                    self.server_down_rounds += 1
-                    log_event("worker.server_unreachable", worker=self.worker_id)
-                    return len(ids)
+            if not self._deliver(outgoing, {row.id: row for row in rows}):
+                # The server is unreachable: give the rest back and wait a round.
+                release_claims(session, self.worker_id)
+                session.commit()
+                self.server_down_rounds += 1
+                log_event("worker.server_unreachable", worker=self.worker_id)
+                return len(ids)
             self.server_down_rounds = 0
             return len(ids)
 
-    def _deliver_chunk(self, chunk: list[_Prepared]) -> bool:
-        """Send a chunk; return False when the server is unreachable (stop the batch)."""
+    def _deliver(self, outgoing: _Lookahead, rows: dict[str, Row]) -> bool:
+        """Send a batch; return False when the server is unreachable (stop the batch).
+
+        Sent rows are marked every ``commit_every`` messages, and at the end whatever
+        ends the loop.
+        """
         session = db.session
         sent: list[str] = []
-        reachable = True
-        # Re-check each row just before sending it (a revoke since the claim cancels the
-        # message): one autocommit connection, each check a single read — cheap, and no
-        # SQLite write lock is taken.
+        # Re-check each row just before its content goes out (a revoke since the claim,
+        # even one committed while the previous message was on the wire, cancels it). The
+        # transport asks while the server handles the MAIL command, so the read costs no
+        # extra wait. One autocommit connection, each check a single read: no SQLite
+        # write lock is taken.
         checker_connection = db.engine.connect().execution_options(isolation_level="AUTOCOMMIT")
-        with checker_connection as checker:
-            for item in chunk:
-                if self.stop_event.is_set():
-                    break
-                still_ours = checker.execute(
-                    still_claimed_statement([item.outbox_id], self.worker_id)
-                ).first()
-                if not still_ours:
-                    continue
-                try:
-                    self.transport.send(item.email)
-                except DeliveryError as exc:
-                    self._failed(item.outbox_id, exc.reason, permanent=exc.permanent, to=item.to)
-                    if exc.connection_failed:
-                        reachable = False
+        with checker_connection as connection, ClaimCheck(connection, self.worker_id) as claimed:
+            try:
+                for item in outgoing:
+                    if self.stop_event.is_set():
                         break
-                    continue
-                sent.append(item.outbox_id)
-                log_event(
-                    "outbox.sent",
-                    id=item.outbox_id,
-                    invitation=item.invitation_id,
-                    to=item.to,
-                    attempt=item.attempts + 1,
-                )
-        record_sent(session, sent, worker_id=self.worker_id)
-        session.commit()
-        return reachable
+                    if isinstance(item, tuple):
+                        outbox_id, exc = item
+                        self._failed(
+                            outbox_id, str(exc), permanent=True, to=rows[outbox_id].to_email
+                        )
+                        continue
+                    row = rows[item.outbox_id]
+                    try:
+                        delivered = self.transport.send(
+                            item,
+                            still_wanted=partial(claimed, row.id),
+                            meanwhile=outgoing.prefetch,  # build the next email meanwhile
+                        )
+                    except DeliveryError as exc:
+                        self._failed(row.id, exc.reason, permanent=exc.permanent, to=row.to_email)
+                        if exc.connection_failed:
+                            return False
+                        continue
+                    if not delivered:
+                        continue
+                    sent.append(row.id)
+                    log_event(
+                        "outbox.sent",
+                        id=row.id,
+                        invitation=row.invitation_id,
+                        to=row.to_email,
+                        attempt=row.attempts + 1,
+                    )
+                    if len(sent) >= self.settings.commit_every:
+                        record_sent(session, sent, worker_id=self.worker_id)
+                        session.commit()
+                        sent = []
+            finally:
+                # Also when something failed half-way: what the server took is sent.
+                record_sent(session, sent, worker_id=self.worker_id)
+                session.commit()
+        return True
 
     def _failed(self, outbox_id: str, reason: str, *, permanent: bool, to: str) -> None:
         status = record_failure(db.session, outbox_id, reason, permanent=permanent)
@@ -245,13 +248,39 @@ class DeliveryWorker:
         )
 
 
-@dataclass
-class _Prepared:
-    outbox_id: str
-    to: str
-    invitation_id: str | None
-    attempts: int
-    email: OutgoingEmail
+_END = object()
+
+
+class _Lookahead:
+    """An iterator that can compute its next item early: ``prefetch()``.
+
+    The worker prefetches the next email while the server takes in the current one.
+    An error while prefetching is raised where that item is asked for, not inside the
+    SMTP conversation.
+    """
+
+    def __init__(self, items: Iterator[Outgoing]) -> None:
+        self._items = items
+        self._ready: list[Any] = []  # at most one: the next item, _END, or an exception
+
+    def prefetch(self) -> None:
+        if not self._ready:
+            try:
+                self._ready.append(next(self._items, _END))
+            except Exception as exc:  # noqa: BLE001 - re-raised by __next__
+                self._ready.append(exc)
+
+    def __iter__(self) -> _Lookahead:
+        return self
+
+    def __next__(self) -> Outgoing:
+        self.prefetch()
+        item = self._ready.pop()
+        if item is _END:
+            raise StopIteration
+        if isinstance(item, Exception):
+            raise item
+        return item
 
 
 def start_background_worker(app: Flask, **kwargs) -> DeliveryWorker:

@@ -6,9 +6,13 @@ import random
 from collections.abc import Sequence
 from datetime import datetime
 from datetime import timedelta
+from functools import cache
 from typing import Any
 
+from sqlalchemy import Connection
+from sqlalchemy import Row
 from sqlalchemy import Select
+from sqlalchemy import bindparam
 from sqlalchemy import insert
 from sqlalchemy import or_
 from sqlalchemy import select
@@ -145,34 +149,73 @@ def claim_batch(session: Session, *, worker_id: str, limit: int, lease: timedelt
     return ids
 
 
-def claimed_rows(
-    session: Session, outbox_ids: Sequence[str], worker_id: str
-) -> list[OutboxMessage]:
-    """The rows among these that are still pending and claimed by ``worker_id``, in order."""
+def claimed_rows(session: Session, outbox_ids: Sequence[str], worker_id: str) -> list[Row]:
+    """The rows among these that are still pending and claimed by ``worker_id``, in order.
+
+    Plain rows (read-only, attribute access like the model), not ORM objects: the worker
+    reads hundreds per batch and needs no identity map for them.
+    """
     if not outbox_ids:
         return []
+    table = OutboxMessage.__table__
     found = {
         row.id: row
-        for row in session.scalars(
-            select(OutboxMessage)
-            .where(
-                OutboxMessage.id.in_(list(outbox_ids)),
-                OutboxMessage.status == OutboxStatus.PENDING.value,
-                OutboxMessage.locked_by == worker_id,
+        for row in session.execute(
+            select(table).where(
+                table.c.id.in_(list(outbox_ids)),
+                table.c.status == OutboxStatus.PENDING.value,
+                table.c.locked_by == worker_id,
             )
-            .execution_options(populate_existing=True)
         )
     }
     return [found[i] for i in outbox_ids if i in found]
 
 
-def still_claimed_statement(outbox_ids: Sequence[str], worker_id: str) -> Select:
-    """SELECT the ids among these still pending and claimed by ``worker_id``."""
+@cache
+def _still_claimed_statement() -> Select:
     return select(OutboxMessage.id).where(
-        OutboxMessage.id.in_(list(outbox_ids)),
+        OutboxMessage.id == bindparam("outbox_id"),
         OutboxMessage.status == OutboxStatus.PENDING.value,
-        OutboxMessage.locked_by == worker_id,
+        OutboxMessage.locked_by == bindparam("worker_id"),
     )
+
+
+class ClaimCheck:
+    """Answers, one message at a time, whether it is still pending and claimed by us.
+
+    The worker asks just before each message's content goes out, so a revoke (or any
+    cancel) committed while earlier messages of the batch were being sent still holds.
+    It asks once per message, so the statement is compiled once for the connection's
+    dialect and run straight on its DBAPI cursor (SQLAlchemy's per-execution work was
+    most of the cost). ``connection`` should be in AUTOCOMMIT: each check is then a
+    single read that takes no lock.
+    """
+
+    def __init__(self, connection: Connection, worker_id: str) -> None:
+        compiled = _still_claimed_statement().compile(dialect=connection.dialect)
+        self._sql = compiled.string
+        self._params = compiled.construct_params({"outbox_id": "", "worker_id": worker_id})
+        self._order = compiled.positiontup if compiled.positional else None
+        self._cursor = connection.connection.cursor()
+
+    def __call__(self, outbox_id: str) -> bool:
+        params = self._params | {"outbox_id": outbox_id}
+        cursor = self._cursor
+        if self._order is not None:
+            cursor.execute(self._sql, tuple(params[name] for name in self._order))
+        else:
+            cursor.execute(self._sql, params)
+        # Read to the end (at most one row): no statement is left open on the connection.
+        return bool(cursor.fetchall())
+
+    def close(self) -> None:
+        self._cursor.close()
+
+    def __enter__(self) -> ClaimCheck:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
 
 
 def record_sent(session: Session, outbox_ids: Sequence[str], *, worker_id: str) -> int:
@@ -206,7 +249,7 @@ def record_sent(session: Session, outbox_ids: Sequence[str], *, worker_id: str) 
             .execution_options(synchronize_session=False)
         )
         session.execute(
-            insert(AuditEvent),
+            insert(AuditEvent.__table__),
             [
                 {
                     "id": new_id("evt"),
