@@ -139,9 +139,12 @@ class DeliveryWorker:
             with db.engine.begin() as connection:
                 purged = purge_expired_keys(connection, utcnow())
             if db.engine.dialect.name == "sqlite":
-                # Keeps the planner's statistics current (cheap when nothing changed).
-                with db.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as c:
-                    c.exec_driver_sql("PRAGMA optimize")
+                # Keeps the planner's statistics current (cheap when nothing changed). In a
+                # write transaction of its own: run outside one, its ANALYZE could find that
+                # another writer committed since it began reading and fail with "database
+                # is locked" (a read cannot be upgraded to a write past a newer commit).
+                with db.engine.begin() as connection:
+                    connection.exec_driver_sql("PRAGMA optimize")
         if total:
             log_event("invitations.expired", count=total)
         if purged:
