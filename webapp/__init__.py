@@ -80,7 +80,6 @@ def _apply_settings(app: Flask, settings: dict[str, Any], require_secret_key: bo
         pool_size = settings.get("DATABASE_POOL_SIZE") or 10
         engine = {
             "url": url,
-            "pool_pre_ping": True,
             "pool_size": pool_size,
             "max_overflow": pool_size,
         }

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from contextvars import ContextVar
 from datetime import UTC
 from datetime import datetime
@@ -92,6 +93,36 @@ SQLITE_BUSY_TIMEOUT_MS = 10_000
 sqlite_reads_only: ContextVar[bool] = ContextVar("sqlite_reads_only", default=False)
 
 
+# A pooled PostgreSQL connection idle longer than this is pinged before use.
+PING_AFTER_IDLE_SECONDS = 10.0
+
+
+def _ping_connections_after_idling(engine: sa.Engine) -> None:
+    """Check a pooled connection with a round trip only when it has been idle a while.
+
+    SQLAlchemy's ``pool_pre_ping`` pings at every checkout: one extra round trip per
+    request, a fifth of a list page's. A connection in steady use was just used; one
+    that idled (where a server restart or a firewall's idle timeout bites) is pinged,
+    and a dead one is replaced before the request sees it. A restart under steady
+    traffic fails the statements in flight, as it would anyway, and invalidates the pool.
+    """
+
+    @event.listens_for(engine, "checkin")
+    def _note_idle_since(_dbapi_connection: Any, record: Any) -> None:
+        record.info["idle_since"] = time.monotonic()
+
+    @event.listens_for(engine, "checkout")
+    def _ping_if_idle(dbapi_connection: Any, record: Any, _proxy: Any) -> None:
+        idle_since = record.info.get("idle_since")
+        if idle_since is None or time.monotonic() - idle_since < PING_AFTER_IDLE_SECONDS:
+            return
+        try:
+            engine.dialect.do_ping(dbapi_connection)
+        except Exception as error:  # noqa: BLE001 - any failure means: use another
+            # The pool discards this connection and checks out a fresh one.
+            raise sa.exc.DisconnectionError(str(error)) from error
+
+
 def configure_engine(engine: sa.Engine) -> None:
     """Apply the per-dialect session rules.
 
@@ -101,6 +132,8 @@ def configure_engine(engine: sa.Engine) -> None:
     with SQLITE_BUSY (Python's sqlite3 would otherwise start transactions lazily,
     after the SELECTs) — except while ``sqlite_reads_only`` is set (GET requests).
     """
+    if engine.dialect.name == "postgresql":
+        _ping_connections_after_idling(engine)
     if engine.dialect.name != "sqlite":
         return
     lock_path = writers_lock_path(engine.url.database)
