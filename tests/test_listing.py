@@ -491,3 +491,22 @@ def test_instance_wide_list_spans_organizations(session, org, make_org, clock):
     scoped = list_invitations(session, org, InvitationQuery(limit=50))
     assert set(ids_of(scoped)) == {i.id for i in ours}
     assert scoped.totals_by_status == totals(pending=3)
+
+
+def test_plain_rows_read_only_the_asked_columns_and_never_the_token_hash(session, org, sixty):
+    """The API reads every column but the token's hash; the dashboard only its table's."""
+    full = list_invitations(session, org, InvitationQuery(limit=5, plain_rows=True))
+    objects = list_invitations(session, org, InvitationQuery(limit=5))
+    assert [row.id for row in full.items] == [i.id for i in objects.items]
+    assert not hasattr(full.items[0], "token_hash")
+    assert full.items[0].public_metadata == objects.items[0].public_metadata
+    narrow = list_invitations(
+        session,
+        org,
+        InvitationQuery(limit=5, plain_rows=True, columns=("id", "email", "created_at")),
+    )
+    assert vars(narrow.items[0]) == {
+        "id": objects.items[0].id,
+        "email": objects.items[0].email,
+        "created_at": objects.items[0].created_at,
+    }

@@ -64,6 +64,10 @@ class InvitationQuery:
     # (``InvitationPage.inviter_names``) in one query.
     plain_rows: bool = False
     inviter_names: bool = False
+    # With plain rows: only these columns (the dashboard's table shows a dozen of them;
+    # skipping the JSON columns saves decoding them). None: every column but the token's
+    # hash.
+    columns: tuple[str, ...] | None = None
 
 
 class InvitationRow:
@@ -164,6 +168,7 @@ class _PageShape:
     cursor: str
     offset: bool
     plain_rows: bool
+    columns: tuple[str, ...] | None
 
 
 @cache
@@ -198,8 +203,12 @@ def _page_statement(shape: _PageShape) -> Select:
         else [sort_column.asc(), Invitation.id.asc()]
     )
     if shape.plain_rows:
-        # Never the token's hash: a list has no use for it.
-        statement = select(*(c for c in Invitation.__table__.columns if c.name != "token_hash"))
+        table_columns = Invitation.__table__.columns
+        if shape.columns is None:
+            # Never the token's hash: a list has no use for it.
+            statement = select(*(c for c in table_columns if c.name != "token_hash"))
+        else:
+            statement = select(*(table_columns[name] for name in shape.columns))
     else:
         # One query for the page's inviters, not one per row.
         statement = select(Invitation).options(selectinload(Invitation.inviter))
@@ -266,6 +275,7 @@ def list_invitations(
         cursor=cursor,
         offset=bool(q.offset),
         plain_rows=q.plain_rows,
+        columns=q.columns,
     )
     statement = _page_statement(shape)
     if search_condition is not None:

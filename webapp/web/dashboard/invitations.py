@@ -44,6 +44,22 @@ from webapp.web.htmx import vary_on_htmx
 blueprint = Blueprint("invitations", __name__, url_prefix="/orgs/<slug>/invitations")
 
 PAGE_SIZES = (10, 25, 50, 100)
+# What the list tables (the organization's and the instance-wide one) show of each row.
+TABLE_COLUMNS = (
+    "id",
+    "org_id",
+    "email",
+    "email_key",
+    "role",
+    "status",
+    "source",
+    "inviter_user_id",
+    "inviter_api_key_id",
+    "created_at",
+    "expires_at",
+    "delivery_status",
+    "delivery_error",
+)
 TABS = ("all", *STATUS_VALUES)
 
 
@@ -86,6 +102,7 @@ class ListView:
             ending_before=self.before,
             plain_rows=True,
             inviter_names=True,
+            columns=TABLE_COLUMNS,
         )
 
     def args(self, **changes) -> str:
