@@ -24,6 +24,7 @@ milliseconds whatever the term. So both databases hand their trigram index only 
 
 from __future__ import annotations
 
+import json
 import math
 import re
 import threading
@@ -31,6 +32,8 @@ import time
 from dataclasses import dataclass
 
 from sqlalchemy import ColumnElement
+from sqlalchemy import func
+from sqlalchemy import select
 from sqlalchemy import text
 from sqlalchemy.orm import Session
 
@@ -130,8 +133,11 @@ def _sqlite_condition(session: Session, search: str) -> ColumnElement[bool]:
     )
     if len(ids) > SELECTIVE_MATCHES:
         return _like(search)
-    # The trigrams only find candidates; LIKE keeps the exact rule.
-    return Invitation.id.in_(ids) & _like(search)
+    # The trigrams only find candidates; LIKE keeps the exact rule. The ids travel as one
+    # JSON parameter read by json_each: as many bound parameters (up to 2,000, in the
+    # page and again in its count) cost more to bind than the lookups themselves.
+    candidates = func.json_each(json.dumps(ids)).table_valued("value")
+    return Invitation.id.in_(select(candidates.c.value)) & _like(search)
 
 
 # --- PostgreSQL: pg_trgm --------------------------------------------------------------
