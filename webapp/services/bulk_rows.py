@@ -133,6 +133,24 @@ def _column_list(names: Sequence[str]) -> str:
     return ", ".join(f'"{n}"' for n in names)
 
 
+def _placeholder(dialect: str) -> str:
+    return "%s" if dialect == "postgresql" else "?"
+
+
+def _insert_values_returning(
+    cursor, dialect: str, table: sa.Table, writer: RowWriter, values: list, tail: str
+) -> list[Any]:
+    """One multi-row ``INSERT … VALUES (…), (…) <tail>``; the first returned column."""
+    marks = "(" + ", ".join([_placeholder(dialect)] * len(writer.names)) + ")"
+    cursor.execute(
+        f"INSERT INTO {table.name} ({_column_list(writer.names)}) VALUES "
+        + ", ".join([marks] * len(values))
+        + tail,
+        [v for row in values for v in row],
+    )
+    return [r[0] for r in cursor.fetchall()]
+
+
 def insert_rows(session: Session, table: sa.Table, rows: Sequence[dict[str, Any]]) -> None:
     """INSERT every row, in the caller's transaction (no conflict handling)."""
     if not rows:
@@ -145,7 +163,7 @@ def insert_rows(session: Session, table: sa.Table, rows: Sequence[dict[str, Any]
         if dialect == "postgresql" and len(rows) >= POSTGRES_COPY_MIN_ROWS:
             _copy(cursor, table.name, writer.names, values)
         else:
-            marks = ", ".join(["%s" if dialect == "postgresql" else "?"] * len(writer.names))
+            marks = ", ".join([_placeholder(dialect)] * len(writer.names))
             cursor.executemany(
                 f"INSERT INTO {table.name} ({_column_list(writer.names)}) VALUES ({marks})",
                 values,
@@ -181,6 +199,7 @@ def insert_skipping_conflicts(
     writer = RowWriter(table, list(rows[0]), dialect)
     values = writer.values(rows)
     columns = _column_list(writer.names)
+    tail = f" ON CONFLICT {conflict} DO NOTHING RETURNING {returning}"
     cursor = _dbapi_cursor(session)
     inserted: set[Any] = set()
     try:
@@ -188,14 +207,9 @@ def insert_skipping_conflicts(
             # Small batches: one multi-row INSERT; large ones: COPY into a temporary
             # table, then one INSERT … SELECT in the same order.
             if len(rows) < POSTGRES_COPY_MIN_ROWS:
-                marks = "(" + ", ".join(["%s"] * len(writer.names)) + ")"
-                cursor.execute(
-                    f"INSERT INTO {table.name} ({columns}) VALUES "
-                    + ", ".join([marks] * len(values))
-                    + f" ON CONFLICT {conflict} DO NOTHING RETURNING {returning}",
-                    [v for row in values for v in row],
+                inserted.update(
+                    _insert_values_returning(cursor, dialect, table, writer, values, tail)
                 )
-                inserted.update(r[0] for r in cursor.fetchall())
             else:
                 cursor.execute(
                     f"CREATE TEMPORARY TABLE IF NOT EXISTS {_STAGING} "
@@ -206,21 +220,16 @@ def insert_skipping_conflicts(
                 _copy(cursor, _STAGING, names, [(*row, n) for n, row in enumerate(values)])
                 cursor.execute(
                     f"INSERT INTO {table.name} ({columns}) SELECT {columns} FROM {_STAGING} "
-                    f"ORDER BY _position ON CONFLICT {conflict} DO NOTHING RETURNING {returning}"
+                    f"ORDER BY _position{tail}"
                 )
                 inserted.update(r[0] for r in cursor.fetchall())
                 cursor.execute(f"DELETE FROM {_STAGING}")
         else:
             for start in range(0, len(values), SQLITE_ROWS_PER_STATEMENT):
                 chunk = values[start : start + SQLITE_ROWS_PER_STATEMENT]
-                marks = "(" + ", ".join(["?"] * len(writer.names)) + ")"
-                cursor.execute(
-                    f"INSERT INTO {table.name} ({columns}) VALUES "
-                    + ", ".join([marks] * len(chunk))
-                    + f" ON CONFLICT {conflict} DO NOTHING RETURNING {returning}",
-                    [v for row in chunk for v in row],
+                inserted.update(
+                    _insert_values_returning(cursor, dialect, table, writer, chunk, tail)
                 )
-                inserted.update(r[0] for r in cursor.fetchall())
     finally:
         cursor.close()
     return inserted
