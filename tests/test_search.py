@@ -199,3 +199,53 @@ def test_postgres_uses_trigram_statistics(session, sample, backend):
         pytest.skip("PostgreSQL's extended statistics only")
     statistics = search_module.trigram_statistics(session)
     assert statistics is not None and statistics.share("com") > 0.9
+
+
+@pytest.mark.parametrize("cap", [1_000, 20])
+def test_search_totals_are_the_same_for_plain_rows_and_objects(session, sample, monkeypatch, cap):
+    """The API and the dashboard read plain rows, where a bounded search is counted in
+    the page's own query: the totals (and where they stop being exact) are the same as
+    a separate count's, first page or later, for every kind of term."""
+    from webapp.services import invitation_listing
+
+    monkeypatch.setattr(invitation_listing, "SEARCH_TOTAL_CAP", cap)
+    for term in SAMPLE_TERMS:
+        matching = len(expected(session, sample, term))
+        for offset in (None, 3, 500):
+            pages = [
+                list_invitations(
+                    session,
+                    sample,
+                    InvitationQuery(query=term, limit=3, offset=offset, plain_rows=plain),
+                )
+                for plain in (False, True)
+            ]
+            objects, plain = pages
+            assert (plain.total, plain.total_exact) == (objects.total, objects.total_exact), term
+            assert plain.total == min(matching, cap), (term, offset)
+            assert [r.id for r in plain.items] == [i.id for i in objects.items]
+
+
+def test_bounded_search_is_counted_by_the_page_query(session, sample, backend):
+    """SQLite: a term whose candidates come from the trigram table is counted by the
+    page query itself (the matches are read once, not once more by a count)."""
+    if backend != "sqlite":
+        pytest.skip("the candidate list comes from SQLite's FTS5 table")
+    from sqlalchemy import event
+
+    statements = []
+    engine = session.get_bind()
+
+    def record(conn, cursor, statement, *args):
+        statements.append(statement)
+
+    event.listen(engine, "before_cursor_execute", record)
+    try:
+        page = list_invitations(
+            session, sample, InvitationQuery(query="company3", limit=5, plain_rows=True)
+        )
+    finally:
+        event.remove(engine, "before_cursor_execute", record)
+    assert page.has_more and page.total == len(expected(session, sample, "company3"))
+    assert page.total_exact
+    assert not [s for s in statements if "count(*) AS count_1" in s], statements

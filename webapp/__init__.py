@@ -125,7 +125,11 @@ def register_extensions(app: Flask) -> None:
     db.init_app(app)
     _drop_async_session_teardown(app)
     with app.app_context():
-        configure_engine(db.engine)
+        configure_engine(
+            db.engine,
+            sqlite_mmap_size=app.config["SQLITE_MMAP_SIZE"],
+            sqlite_cache_kib=app.config["SQLITE_CACHE_SIZE_KIB"],
+        )
     alembic.init_app(app)
     # The limiter first: its check runs before CSRF's, so floods of bad posts are limited too.
     limiter.init_app(app)

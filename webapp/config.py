@@ -33,6 +33,10 @@ def _as_bool(name: str, raw: str) -> bool:
 SETTINGS: dict[str, tuple[Any, Any]] = {
     "DATABASE_URL": (None, None),
     "DATABASE_POOL_SIZE": (10, _as_int),
+    # SQLite: bytes of the file read through memory mapping (no read() call and no copy
+    # per page), and each connection's page cache.
+    "SQLITE_MMAP_SIZE": (1024 * 1024 * 1024, _as_int),
+    "SQLITE_CACHE_SIZE_KIB": (16 * 1024, _as_int),
     "SECRET_KEY": (None, None),
     "PUBLIC_BASE_URL": (None, None),
     "MAIL_BACKEND": (None, None),

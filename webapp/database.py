@@ -123,14 +123,19 @@ def _ping_connections_after_idling(engine: sa.Engine) -> None:
             raise sa.exc.DisconnectionError(str(error)) from error
 
 
-def configure_engine(engine: sa.Engine) -> None:
+def configure_engine(
+    engine: sa.Engine, sqlite_mmap_size: int = 0, sqlite_cache_kib: int = 2000
+) -> None:
     """Apply the per-dialect session rules.
 
-    SQLite: WAL, foreign keys, a busy timeout, writers that take turns through a file
-    lock (``webapp.sqlite_writers``), and every transaction opened with
-    ``BEGIN IMMEDIATE`` so that a read-then-write transaction never fails half-way
-    with SQLITE_BUSY (Python's sqlite3 would otherwise start transactions lazily,
-    after the SELECTs) — except while ``sqlite_reads_only`` is set (GET requests).
+    SQLite: WAL, foreign keys, a busy timeout, memory-mapped reads and a page cache of
+    the given sizes (a list page or a search reads pages all over a large file: through
+    ``read()`` into SQLite's default 2,000-page cache, each costs a system call),
+    writers that take turns through a file lock (``webapp.sqlite_writers``), and every
+    transaction opened with ``BEGIN IMMEDIATE`` so that a read-then-write transaction
+    never fails half-way with SQLITE_BUSY (Python's sqlite3 would otherwise start
+    transactions lazily, after the SELECTs) — except while ``sqlite_reads_only`` is
+    set (GET requests).
     """
     if engine.dialect.name == "postgresql":
         _ping_connections_after_idling(engine)
@@ -148,6 +153,8 @@ def configure_engine(engine: sa.Engine) -> None:
         cursor.execute("PRAGMA foreign_keys=ON")
         cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
         cursor.execute("PRAGMA synchronous=NORMAL")
+        cursor.execute(f"PRAGMA mmap_size={int(sqlite_mmap_size)}")
+        cursor.execute(f"PRAGMA cache_size=-{int(sqlite_cache_kib)}")
         cursor.close()
 
     @event.listens_for(engine, "begin")

@@ -28,7 +28,7 @@ from webapp.models.invitations import STATUS_VALUES
 from webapp.services.counters import status_totals
 from webapp.services.errors import FieldError
 from webapp.services.errors import ValidationFailed
-from webapp.services.search import email_search_condition
+from webapp.services.search import email_search
 from webapp.services.validation import email_key
 
 ORDERINGS = ("created_at", "-created_at", "email", "-email")
@@ -37,6 +37,7 @@ MAX_LIMIT = 500
 MAX_OFFSET = 1_000_000_000
 MAX_QUERY_LENGTH = 254
 SEARCH_TOTAL_CAP = 1_000
+MATCHES_COLUMN = "matches_in_search"
 
 
 @dataclass
@@ -245,7 +246,8 @@ def list_invitations(
     if q.roles is not None:
         params["roles"] = list(dict.fromkeys(q.roles))
     search = (q.query or "").strip().lower()
-    search_condition = email_search_condition(session, search) if search else None
+    found = email_search(session, search) if search else None
+    search_condition = found.condition if found is not None else None
 
     descending = q.order_by.startswith("-")
     sort_by_created = q.order_by.endswith("created_at")
@@ -280,10 +282,22 @@ def list_invitations(
     statement = _page_statement(shape)
     if search_condition is not None:
         statement = statement.where(search_condition)
+    # A bounded search (its candidates named) is counted by the page's own query: the
+    # page reads and sorts every match anyway, a separate count would read them again.
+    # A cursor narrows the page's rows, not the total, so it still counts apart.
+    counted_in_page = found is not None and found.bounded and q.plain_rows and not cursor_id
+    matches: int | None = None
+    if counted_in_page:
+        statement = statement.add_columns(func.count().over().label(MATCHES_COLUMN))
     if q.plain_rows:
         result = session.connection().execute(statement, params)
         columns = tuple(result.keys())
-        rows = [InvitationRow(columns, values) for values in result.all()]
+        values = result.all()
+        if counted_in_page:
+            columns = columns[:-1]
+            matches = values[0][-1] if values else None
+            values = [v[:-1] for v in values]
+        rows = [InvitationRow(columns, v) for v in values]
     else:
         rows = list(session.execute(statement, params).scalars())
     has_more = len(rows) > q.limit
@@ -295,7 +309,9 @@ def list_invitations(
     total_exact = True
     # The per-status counters only know statuses: any other filter is counted.
     narrowed = bool(search or q.email is not None or q.roles is not None)
-    if narrowed and not cursor_id and not has_more:
+    if matches is not None:
+        total, total_exact = min(matches, SEARCH_TOTAL_CAP), matches <= SEARCH_TOTAL_CAP
+    elif narrowed and not cursor_id and not has_more and (rows or not q.offset):
         # The whole result is on this page: no need to count it again.
         total = (q.offset or 0) + len(rows)
     elif narrowed:

@@ -43,6 +43,11 @@ from webapp.models import Invitation
 SELECTIVE_MATCHES = 2000
 TRIGRAM = 3
 SEARCH_TABLE = "invitation_email_search"
+# FTS5 keeps a copy of the indexed rows in the "%_content" table, one column ``c<n>`` per
+# declared column (migration 0010 declares email_key, invitation_id), keyed by rowid.
+SEARCH_CONTENT_TABLE = f"{SEARCH_TABLE}_content"
+CONTENT_EMAIL_KEY = "c0"
+CONTENT_INVITATION_ID = "c1"
 # At most this many trigrams of a long term are probed (spread over the term).
 MAX_PROBED_TRIGRAMS = 16
 
@@ -76,17 +81,28 @@ def _unindexed_like(search: str) -> ColumnElement[bool]:
     return contains(Invitation.email_key.concat(""), search)
 
 
-def email_search_condition(session: Session, search: str) -> ColumnElement[bool]:
-    """SQL for "the (lower-cased) address contains ``search``"."""
+@dataclass(frozen=True)
+class EmailSearch:
+    """SQL for "the (lower-cased) address contains the term"."""
+
+    condition: ColumnElement[bool]
+    # True when the condition names its candidates (at most SELECTIVE_MATCHES rows, read
+    # from the trigram table): counting every match then costs no more than sorting
+    # them for a page, so a caller can count them in the page's own query.
+    bounded: bool = False
+
+
+def email_search(session: Session, search: str) -> EmailSearch:
+    """The search for addresses that contain ``search`` (case-insensitive)."""
     search = search.lower()
     if len(search) < TRIGRAM:
-        return _like(search)
+        return EmailSearch(_like(search))
     dialect = session.get_bind().dialect.name
     if dialect == "sqlite":
-        return _sqlite_condition(session, search)
+        return _sqlite_search(session, search)
     if dialect == "postgresql":
-        return _postgres_condition(session, search)
-    return _like(search)
+        return EmailSearch(_postgres_condition(session, search))
+    return EmailSearch(_like(search))
 
 
 # --- SQLite: FTS5 -------------------------------------------------------------------
@@ -105,7 +121,7 @@ def _fts_term(trigram: str) -> str:
     return '"' + trigram.replace('"', '""') + '"'
 
 
-def _sqlite_condition(session: Session, search: str) -> ColumnElement[bool]:
+def _sqlite_search(session: Session, search: str) -> EmailSearch:
     grams = _trigrams(search)
     cap = SELECTIVE_MATCHES + 1
     probes = ", ".join(
@@ -120,24 +136,37 @@ def _sqlite_condition(session: Session, search: str) -> ColumnElement[bool]:
     rare = [g for count, g in ranked if count <= SELECTIVE_MATCHES]
     chosen = rare or [g for _, g in ranked]
     # One trigram match, reused by the page and its count.
-    ids = (
+    rowids = (
         session.execute(
-            text(
-                f"SELECT invitation_id FROM {SEARCH_TABLE} "
-                f"WHERE {SEARCH_TABLE} MATCH :terms LIMIT :cap"
-            ),
+            text(f"SELECT rowid FROM {SEARCH_TABLE} WHERE {SEARCH_TABLE} MATCH :terms LIMIT :cap"),
             {"terms": " AND ".join(_fts_term(g) for g in chosen), "cap": cap},
         )
         .scalars()
         .all()
     )
-    if len(ids) > SELECTIVE_MATCHES:
-        return _like(search)
+    if len(rowids) > SELECTIVE_MATCHES:
+        return EmailSearch(_like(search))
+    # The invitation ids are read from the FTS5 table's own content table by rowid:
+    # asking the virtual table for its UNINDEXED column costs FTS5 a content lookup per
+    # row, about three times as much. The address stored beside the id lets LIKE drop
+    # the rows that hold the trigrams but not the term before any invitation is read.
+    ids = (
+        session.execute(
+            text(
+                f"SELECT {CONTENT_INVITATION_ID} FROM {SEARCH_CONTENT_TABLE} "
+                "WHERE id IN (SELECT value FROM json_each(:rowids)) "
+                f"AND {CONTENT_EMAIL_KEY} LIKE :pattern ESCAPE '\\'"
+            ),
+            {"rowids": json.dumps(rowids), "pattern": f"%{escape_like(search)}%"},
+        )
+        .scalars()
+        .all()
+    )
     # The trigrams only find candidates; LIKE keeps the exact rule. The ids travel as one
     # JSON parameter read by json_each: as many bound parameters (up to 2,000, in the
     # page and again in its count) cost more to bind than the lookups themselves.
     candidates = func.json_each(json.dumps(ids)).table_valued("value")
-    return Invitation.id.in_(select(candidates.c.value)) & _like(search)
+    return EmailSearch(Invitation.id.in_(select(candidates.c.value)) & _like(search), bounded=True)
 
 
 # --- PostgreSQL: pg_trgm --------------------------------------------------------------
