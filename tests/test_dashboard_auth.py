@@ -142,6 +142,27 @@ def test_session_cookie_flags(make_app, backend):
     assert app.permanent_session_lifetime.total_seconds() <= 8 * 3600
 
 
+def test_a_session_ends_eight_hours_after_sign_in_however_active(app, time_machine):
+    """The lifetime counts from sign-in, not from the last request (absolute timeout);
+    reading pages does not re-issue the session cookie."""
+    time_machine.move_to("2026-06-01 08:00:00+00:00", tick=False)
+    with app.app_context():
+        create_organization(db.session, name="Acme")
+        db.session.commit()
+        admin = make_superuser()
+    # No app context held across requests: each request loads its user afresh.
+    client = app.test_client()
+    sign_in(client, admin)
+    assert client.get("/orgs/acme/invitations").status_code == 200
+    time_machine.move_to("2026-06-01 15:50:00+00:00", tick=False)
+    response = client.get("/orgs/acme/invitations")
+    assert response.status_code == 200
+    assert "Set-Cookie" not in response.headers
+    time_machine.move_to("2026-06-01 16:01:00+00:00", tick=False)
+    response = client.get("/orgs/acme/invitations")
+    assert response.status_code == 302 and "/login" in response.headers["Location"]
+
+
 def test_password_reset_by_email_link_works_once(client, ctx, time_machine):
     """Reset: the same answer for any address; the emailed link works once, for an hour."""
     time_machine.move_to("2026-06-01 12:00:00+00:00", tick=False)

@@ -93,6 +93,9 @@ def _apply_settings(app: Flask, settings: dict[str, Any], require_secret_key: bo
         SESSION_COOKIE_HTTPONLY=True,
         SESSION_COOKIE_SAMESITE="Lax",
         PERMANENT_SESSION_LIFETIME=timedelta(hours=8),
+        # Eight hours from sign-in (or the session's last change), not from the last
+        # request: an absolute lifetime, and no re-signed cookie on every response.
+        SESSION_REFRESH_EACH_REQUEST=False,
         REMEMBER_COOKIE_DURATION=timedelta(hours=8),
         REMEMBER_COOKIE_HTTPONLY=True,
         REMEMBER_COOKIE_SAMESITE="Lax",
