@@ -259,6 +259,22 @@ def test_rate_limit_per_link_answers_429_with_retry_after(make_app, backend):
     assert int(limited.headers["Retry-After"]) > 0
 
 
+def test_rate_limit_per_address_counts_the_page_views_too(make_app, backend):
+    """The per-address limit of the acceptance pages counts GETs (a scanner or a guesser
+    fetching links), not only the form posts."""
+    app = make_app(backend, ACCEPT_RATE_LIMIT_PER_IP="3/minute")
+    client = app.test_client()
+    with app.app_context():
+        from webapp.services.organizations import create_organization
+
+        org = create_organization(db.session, name="Limited")
+        db.session.commit()
+        path, _ = invite(db.session, org)
+    codes = [client.get(path).status_code for _ in range(4)]
+    assert codes == [200, 200, 200, 429]
+    assert client.head("/invitations/accept/unknown-token").status_code == 429
+
+
 def test_user_content_renders_inert(client, session, org):
     """A hostile message or name is escaped, never markup."""
     path, _ = invite(session, org, message='<img src=x onerror=alert(1)> hx-get="/x"')

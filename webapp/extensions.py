@@ -21,6 +21,15 @@ limiter = Limiter(key_func=get_remote_address)
 SELF_LIMITED_BLUEPRINTS: set[str] = set()
 
 
+# Blueprints with limits on reading requests (GET, HEAD) too: the acceptance pages count
+# every request per address. Elsewhere only form posts are limited (sign-in, password
+# reset), so reading requests skip Flask-Limiter's per-request check and its cost.
+READ_LIMITED_BLUEPRINTS: set[str] = set()
+
+
 @limiter.request_filter
-def _counted_by_the_api() -> bool:
-    return request.blueprint in SELF_LIMITED_BLUEPRINTS
+def _no_limit_applies() -> bool:
+    blueprint = request.blueprint
+    if blueprint in SELF_LIMITED_BLUEPRINTS:
+        return True
+    return request.method in ("GET", "HEAD") and blueprint not in READ_LIMITED_BLUEPRINTS

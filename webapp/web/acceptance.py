@@ -17,6 +17,7 @@ from flask import render_template
 from flask import request
 
 from webapp.clock import utcnow
+from webapp.extensions import READ_LIMITED_BLUEPRINTS
 from webapp.extensions import csrf
 from webapp.extensions import db
 from webapp.extensions import limiter
@@ -58,6 +59,7 @@ def _per_token_limit() -> str:
 
 
 limiter.limit(_per_ip_limit)(blueprint)
+READ_LIMITED_BLUEPRINTS.add(blueprint.name)
 # The forms check their CSRF token themselves (FlaskForm), inside the views, so the
 # per-link rate limit (a view decorator) counts even requests without a valid token.
 csrf.exempt(blueprint)

@@ -8,7 +8,6 @@ from flask import Flask
 from flask import current_app
 from flask import g
 from markupsafe import Markup
-from markupsafe import escape
 
 from webapp.clock import utcnow
 from webapp.models.invitations import effective_status
@@ -45,10 +44,11 @@ def time_element(value: datetime | None, now: datetime | None = None) -> Markup 
     (one call per cell: lists show two a row)."""
     if value is None:
         return "—"
-    # Markup.format runs a Python-level formatter: slower than escaping the three parts.
+    # No escaping needed: the three parts are made here from a datetime, of digits,
+    # letters and "-:.+ " only (a list page builds fifty of these).
     return Markup(
-        f'<time datetime="{escape(value.isoformat())}" title="{escape(exact_time(value))}">'
-        f"{escape(relative_time(value, now))}</time>"
+        f'<time datetime="{value.isoformat()}" title="{exact_time(value)}">'
+        f"{relative_time(value, now)}</time>"
     )
 
 
