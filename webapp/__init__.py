@@ -166,6 +166,7 @@ def register_blueprints(app: Flask) -> None:
     from webapp.web.errors import register_error_handlers
     from webapp.web.filters import register_filters
     from webapp.web.home import blueprint as home_blueprint
+    from webapp.web.invitation_rows import register_row_builders
     from webapp.web.security import register_security_headers
     from webapp.web.transactions import register_read_only_requests
 
@@ -188,6 +189,7 @@ def register_blueprints(app: Flask) -> None:
     register_error_handlers(app)
     register_security_headers(app)
     register_filters(app)
+    register_row_builders(app)
     register_read_only_requests(app)
 
 
