@@ -227,6 +227,89 @@ def test_who_may_open_an_organization(client, ctx, who, expected):
     assert client.get("/orgs/nope/invitations").status_code == (302 if who == "anonymous" else 404)
 
 
+@pytest.mark.parametrize(
+    ("who", "expected"),
+    [("anonymous", 302), ("member", 403), ("other_admin", 404), ("admin", 200), ("superuser", 200)],
+)
+def test_who_may_open_an_organization_request_by_request(app, who, expected):
+    """The same answers when each request reads the user and the organization afresh
+    (in one query, before Flask-Login asks for the user), as a server does."""
+    with app.app_context():
+        acme = create_organization(db.session, name="Acme")
+        other = create_organization(db.session, name="Globex")
+        db.session.commit()
+        people = {
+            "member": lambda: make_member(acme, "member@example.com", "member"),
+            "other_admin": lambda: make_member(other, "boss@globex.example", "admin"),
+            "admin": lambda: make_member(acme, "admin@acme.example", "admin"),
+            "superuser": lambda: make_superuser(),
+        }
+        person = people[who]() if who != "anonymous" else None
+    client = app.test_client()
+    if person is not None:
+        sign_in(client, person)
+    for path in ("/orgs/acme/invitations", "/orgs/acme/invitations/new"):
+        assert client.get(path).status_code == expected, path
+    assert client.get("/orgs/nope/invitations").status_code == (302 if who == "anonymous" else 404)
+
+
+def test_losing_a_role_or_the_account_takes_effect_at_the_next_request(app):
+    """Demoted: 403; membership removed: 404; password removed (account closed): sign
+    in again; no request keeps what an earlier one read."""
+    from sqlalchemy import delete
+    from sqlalchemy import update
+
+    from webapp.models import Membership
+
+    with app.app_context():
+        acme = create_organization(db.session, name="Acme")
+        db.session.commit()
+        admin = make_member(acme, "admin@acme.example", "admin")
+    client = app.test_client()
+    sign_in(client, admin)
+    assert client.get("/orgs/acme/invitations").status_code == 200
+
+    def change(statement):
+        with app.app_context():
+            db.session.execute(statement)
+            db.session.commit()
+
+    change(update(Membership).values(role="member"))
+    assert client.get("/orgs/acme/invitations").status_code == 403
+    change(delete(Membership))
+    assert client.get("/orgs/acme/invitations").status_code == 404
+    change(update(User).values(password_hash=None, is_superuser=True))
+    response = client.get("/orgs/acme/invitations")
+    assert response.status_code == 302 and "/login" in response.headers["Location"]
+
+
+def test_an_organization_page_reads_user_and_organization_in_one_query(app):
+    """One statement for the signed-in user, the organization and the membership."""
+    from sqlalchemy import event
+
+    with app.app_context():
+        acme = create_organization(db.session, name="Acme")
+        db.session.commit()
+        admin = make_member(acme, "admin@acme.example", "admin")
+        engine = db.engine
+    client = app.test_client()
+    sign_in(client, admin)
+    statements = []
+
+    def record(conn, cursor, statement, *args):
+        statements.append(statement)
+
+    event.listen(engine, "before_cursor_execute", record)
+    try:
+        assert (
+            client.get("/orgs/acme/invitations", headers={"HX-Request": "true"}).status_code == 200
+        )
+    finally:
+        event.remove(engine, "before_cursor_execute", record)
+    reads_users = [s for s in statements if "FROM users" in s]
+    assert len(reads_users) == 1 and "organizations" in reads_users[0], statements
+
+
 def test_admin_area_is_for_superusers_only(client, ctx):
     """/admin is 404 for an org admin and 200 for a superuser."""
     acme = create_organization(db.session, name="Acme")

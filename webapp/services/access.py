@@ -40,17 +40,51 @@ def organization_for_admin(session: Session, user: User, slug: str) -> Organizat
     exists); Forbidden when the user is a member without an admin role.
     """
     org = session.scalar(_organization_by_slug(), {"slug": slug})
+    member_role = None
+    if org is not None and not user.is_superuser:
+        member_role = session.scalar(_member_role(), {"org_id": org.id, "user_id": user.id})
+    return managed_organization(user, org, member_role, slug)
+
+
+def managed_organization(
+    user: User, org: Organization | None, member_role: str | None, slug: str
+) -> Organization:
+    """The rule of :func:`organization_for_admin`, given what it reads: the organization
+    ``slug`` (None if there is none) and the user's role in it (None if not a member)."""
     if org is None:
         raise NotFound(f"no organization {slug!r}")
     if user.is_superuser:
         return org
-    member_role = session.scalar(_member_role(), {"org_id": org.id, "user_id": user.id})
     if member_role is None:
         raise NotFound(f"no organization {slug!r}")
     role = org.role(member_role)
     if role is None or not role.is_admin:
         raise Forbidden(f"you are not an admin of {org.name}")
     return org
+
+
+def user_with_organization(
+    session: Session, user_id: str, slug: str
+) -> tuple[User, Organization | None, str | None] | None:
+    """The user ``user_id``, the organization ``slug`` and the user's role in it, in one
+    query (a dashboard page of an organization needs all three; None when there is no
+    such user). Feed them to :func:`managed_organization`."""
+    row = session.execute(_user_with_organization(), {"user_id": user_id, "slug": slug}).first()
+    return None if row is None else (row[0], row[1], row[2])
+
+
+@cache
+def _user_with_organization() -> Select:
+    return (
+        select(User, Organization, Membership.role)
+        .select_from(User)
+        .outerjoin(Organization, Organization.slug == bindparam("slug"))
+        .outerjoin(
+            Membership,
+            (Membership.org_id == Organization.id) & (Membership.user_id == User.id),
+        )
+        .where(User.id == bindparam("user_id"))
+    )
 
 
 @cache
