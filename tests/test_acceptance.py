@@ -242,16 +242,21 @@ def test_member_role_asks_for_no_password(client, session, org):
     assert 'name="password"' not in client.get(path).get_data(as_text=True)
 
 
-def test_rate_limit_per_link_answers_429_with_retry_after(make_app, backend):
-    """Too many POSTs for one link: 429 with Retry-After."""
-    app = make_app(backend, ACCEPT_RATE_LIMIT_PER_TOKEN="2/minute")
-    client = app.test_client()
+def _client_and_link(make_app, backend, **limits):
+    """A test client of an app with these limits, and one invitation's link."""
+    app = make_app(backend, **limits)
     with app.app_context():
         from webapp.services.organizations import create_organization
 
         org = create_organization(db.session, name="Limited")
         db.session.commit()
         path, _ = invite(db.session, org)
+    return app.test_client(), path
+
+
+def test_rate_limit_per_link_answers_429_with_retry_after(make_app, backend):
+    """Too many POSTs for one link: 429 with Retry-After."""
+    client, path = _client_and_link(make_app, backend, ACCEPT_RATE_LIMIT_PER_TOKEN="2/minute")
     codes = [client.post(path, data={}).status_code for _ in range(3)]
     assert codes[:2] == [400, 400]  # no CSRF token, but counted
     assert codes[2] == 429
@@ -262,14 +267,7 @@ def test_rate_limit_per_link_answers_429_with_retry_after(make_app, backend):
 def test_rate_limit_per_address_counts_the_page_views_too(make_app, backend):
     """The per-address limit of the acceptance pages counts GETs (a scanner or a guesser
     fetching links), not only the form posts."""
-    app = make_app(backend, ACCEPT_RATE_LIMIT_PER_IP="3/minute")
-    client = app.test_client()
-    with app.app_context():
-        from webapp.services.organizations import create_organization
-
-        org = create_organization(db.session, name="Limited")
-        db.session.commit()
-        path, _ = invite(db.session, org)
+    client, path = _client_and_link(make_app, backend, ACCEPT_RATE_LIMIT_PER_IP="3/minute")
     codes = [client.get(path).status_code for _ in range(4)]
     assert codes == [200, 200, 200, 429]
     assert client.head("/invitations/accept/unknown-token").status_code == 429

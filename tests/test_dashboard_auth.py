@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import re
 
 import pytest
@@ -205,35 +206,15 @@ def test_password_reset_link_expires_after_an_hour(client, ctx, time_machine):
     assert client.get(link).status_code == 404
 
 
+@pytest.mark.parametrize("held_context", [True, False], ids=["one-context", "per-request"])
 @pytest.mark.parametrize(
     ("who", "expected"),
     [("anonymous", 302), ("member", 403), ("other_admin", 404), ("admin", 200), ("superuser", 200)],
 )
-def test_who_may_open_an_organization(client, ctx, who, expected):
-    """Anonymous: sign in; plain member: 403; admin elsewhere: 404; admin and superuser: 200."""
-    acme = create_organization(db.session, name="Acme")
-    other = create_organization(db.session, name="Globex")
-    db.session.commit()
-    people = {
-        "member": lambda: make_member(acme, "member@example.com", "member"),
-        "other_admin": lambda: make_member(other, "boss@globex.example", "admin"),
-        "admin": lambda: make_member(acme, "admin@acme.example", "admin"),
-        "superuser": lambda: make_superuser(),
-    }
-    if who != "anonymous":
-        sign_in(client, people[who]())
-    for path in ("/orgs/acme/invitations", "/orgs/acme/invitations/new"):
-        assert client.get(path).status_code == expected, path
-    assert client.get("/orgs/nope/invitations").status_code == (302 if who == "anonymous" else 404)
-
-
-@pytest.mark.parametrize(
-    ("who", "expected"),
-    [("anonymous", 302), ("member", 403), ("other_admin", 404), ("admin", 200), ("superuser", 200)],
-)
-def test_who_may_open_an_organization_request_by_request(app, who, expected):
-    """The same answers when each request reads the user and the organization afresh
-    (in one query, before Flask-Login asks for the user), as a server does."""
+def test_who_may_open_an_organization(app, who, expected, held_context):
+    """Anonymous: sign in; plain member: 403; admin elsewhere: 404; admin and superuser: 200.
+    The same whether the requests share an app context (the user already loaded) or
+    each reads the user and the organization afresh, in one query, as a server does."""
     with app.app_context():
         acme = create_organization(db.session, name="Acme")
         other = create_organization(db.session, name="Globex")
@@ -246,11 +227,13 @@ def test_who_may_open_an_organization_request_by_request(app, who, expected):
         }
         person = people[who]() if who != "anonymous" else None
     client = app.test_client()
-    if person is not None:
-        sign_in(client, person)
-    for path in ("/orgs/acme/invitations", "/orgs/acme/invitations/new"):
-        assert client.get(path).status_code == expected, path
-    assert client.get("/orgs/nope/invitations").status_code == (302 if who == "anonymous" else 404)
+    with app.app_context() if held_context else contextlib.nullcontext():
+        if person is not None:
+            sign_in(client, person)
+        for path in ("/orgs/acme/invitations", "/orgs/acme/invitations/new"):
+            assert client.get(path).status_code == expected, path
+        missing = client.get("/orgs/nope/invitations").status_code
+        assert missing == (302 if who == "anonymous" else 404)
 
 
 def test_losing_a_role_or_the_account_takes_effect_at_the_next_request(app):
