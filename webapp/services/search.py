@@ -121,52 +121,78 @@ def _fts_term(trigram: str) -> str:
     return '"' + trigram.replace('"', '""') + '"'
 
 
+_statistics_lock = threading.Lock()
+
+# Capped row counts of trigrams: {(database, cap, trigram): (read at, count)}.
+# They only choose which trigrams drive the match (the answer is the same whichever
+# do), so a few minutes' staleness costs nothing but speed, and search as you type,
+# whose terms share most trigrams keystroke after keystroke, probes each trigram once.
+_trigram_counts: dict[tuple[str, int, str], tuple[float, int]] = {}
+TRIGRAM_COUNTS_KEPT = 20_000
+
+
+def _trigram_counts_for(session: Session, grams: list[str], cap: int) -> list[int]:
+    """How many rows hold each trigram, counted up to ``cap``: remembered for
+    STATISTICS_TTL_SECONDS, the others probed in one statement."""
+    database = str(session.get_bind().url)
+    now = time.monotonic()
+    known = {}
+    for gram in grams:
+        cached = _trigram_counts.get((database, cap, gram))
+        if cached is not None and now - cached[0] < STATISTICS_TTL_SECONDS:
+            known[gram] = cached[1]
+    missing = [g for g in grams if g not in known]
+    if missing:
+        probes = ", ".join(
+            f"(SELECT count(*) FROM (SELECT 1 FROM {SEARCH_TABLE} "
+            f"WHERE {SEARCH_TABLE} MATCH :t{n} LIMIT {cap}))"
+            for n in range(len(missing))
+        )
+        counts = session.execute(
+            text(f"SELECT {probes}"), {f"t{n}": _fts_term(g) for n, g in enumerate(missing)}
+        ).one()
+        with _statistics_lock:
+            if len(_trigram_counts) > TRIGRAM_COUNTS_KEPT:
+                _trigram_counts.clear()
+            for gram, count in zip(missing, counts, strict=True):
+                _trigram_counts[(database, cap, gram)] = (now, count)
+                known[gram] = count
+    return [known[g] for g in grams]
+
+
 def _sqlite_search(session: Session, search: str) -> EmailSearch:
     grams = _trigrams(search)
     cap = SELECTIVE_MATCHES + 1
-    probes = ", ".join(
-        f"(SELECT count(*) FROM (SELECT 1 FROM {SEARCH_TABLE} "
-        f"WHERE {SEARCH_TABLE} MATCH :t{n} LIMIT {cap}))"
-        for n in range(len(grams))
-    )
-    counts = session.execute(
-        text(f"SELECT {probes}"), {f"t{n}": _fts_term(g) for n, g in enumerate(grams)}
-    ).one()
+    counts = _trigram_counts_for(session, grams, cap)
     ranked = sorted(zip(counts, grams, strict=True))
     rare = [g for count, g in ranked if count <= SELECTIVE_MATCHES]
     chosen = rare or [g for _, g in ranked]
-    # One trigram match, reused by the page and its count.
-    rowids = (
-        session.execute(
-            text(f"SELECT rowid FROM {SEARCH_TABLE} WHERE {SEARCH_TABLE} MATCH :terms LIMIT :cap"),
-            {"terms": " AND ".join(_fts_term(g) for g in chosen), "cap": cap},
-        )
-        .scalars()
-        .all()
-    )
-    if len(rowids) > SELECTIVE_MATCHES:
+    # One trigram match, reused by the page and its count. The invitation ids are read
+    # from the FTS5 table's own content table by rowid (asking the virtual table for its
+    # UNINDEXED column costs FTS5 a content lookup per row), with the address stored
+    # beside them: LIKE marks the rows that hold the trigrams but not the term, before
+    # any invitation is read.
+    candidates = session.execute(
+        text(
+            f"SELECT {CONTENT_INVITATION_ID}, "
+            f"{CONTENT_EMAIL_KEY} LIKE :pattern ESCAPE '\\' FROM {SEARCH_CONTENT_TABLE} "
+            f"WHERE id IN (SELECT rowid FROM {SEARCH_TABLE} "
+            f"WHERE {SEARCH_TABLE} MATCH :terms LIMIT :cap)"
+        ),
+        {
+            "terms": " AND ".join(_fts_term(g) for g in chosen),
+            "cap": cap,
+            "pattern": f"%{escape_like(search)}%",
+        },
+    ).all()
+    if len(candidates) > SELECTIVE_MATCHES:
         return EmailSearch(_like(search))
-    # The invitation ids are read from the FTS5 table's own content table by rowid:
-    # asking the virtual table for its UNINDEXED column costs FTS5 a content lookup per
-    # row, about three times as much. The address stored beside the id lets LIKE drop
-    # the rows that hold the trigrams but not the term before any invitation is read.
-    ids = (
-        session.execute(
-            text(
-                f"SELECT {CONTENT_INVITATION_ID} FROM {SEARCH_CONTENT_TABLE} "
-                "WHERE id IN (SELECT value FROM json_each(:rowids)) "
-                f"AND {CONTENT_EMAIL_KEY} LIKE :pattern ESCAPE '\\'"
-            ),
-            {"rowids": json.dumps(rowids), "pattern": f"%{escape_like(search)}%"},
-        )
-        .scalars()
-        .all()
-    )
+    ids = [invitation_id for invitation_id, matches in candidates if matches]
     # The trigrams only find candidates; LIKE keeps the exact rule. The ids travel as one
     # JSON parameter read by json_each: as many bound parameters (up to 2,000, in the
     # page and again in its count) cost more to bind than the lookups themselves.
-    candidates = func.json_each(json.dumps(ids)).table_valued("value")
-    return EmailSearch(Invitation.id.in_(select(candidates.c.value)) & _like(search), bounded=True)
+    listed = func.json_each(json.dumps(ids)).table_valued("value")
+    return EmailSearch(Invitation.id.in_(select(listed.c.value)) & _like(search), bounded=True)
 
 
 # --- PostgreSQL: pg_trgm --------------------------------------------------------------
@@ -183,7 +209,6 @@ class TrigramStatistics:
         return self.shares.get(trigram, self.floor)
 
 
-_statistics_lock = threading.Lock()
 _statistics_cache: dict[str, tuple[float, TrigramStatistics | None]] = {}
 
 
