@@ -89,3 +89,14 @@ def test_inviter_cell_names_the_user_the_key_or_the_source():
     assert inviter(row(), "Grace") == "Grace"
     assert inviter(row(inviter_api_key_id="key_1"), None) == "API key"
     assert inviter(row(source="csv_import"), None) == "csv_import"
+
+
+def test_a_page_of_rows_keeps_the_order_and_each_inviter():
+    from webapp.web.invitation_rows import invitation_rows
+
+    first = row(id="inv_a", inviter_user_id="user_1")
+    second = row(id="inv_b", inviter_user_id=None, source="api")
+    html = str(invitation_rows([first, second], {"user_1": "Grace"}, NOW, "/l"))
+    assert html.index('id="invitation-inv_a"') < html.index('id="invitation-inv_b"')
+    assert '<td data-label="Invited by">Grace</td>' in html
+    assert '<td data-label="Invited by">api</td>' in html

@@ -6,13 +6,15 @@ expression, two macro invocations): two thirds of the list fragment's work, and 
 reason it served fewer requests than the benchmark asks for. Built here, a row costs
 about forty. Every value that comes from a person (address, role, inviter, the mail
 server's reply, ids) goes through ``escape``; the rest are literals or made from
-datetimes and numbers. Templates call these as globals (``invitation_row``,
-``invitation_detail_cells``), so the list, the single-row swap and the instance-wide
-list share one markup.
+datetimes and numbers. Templates call these as globals (``invitation_rows``,
+``invitation_row``, ``invitation_detail_cells``), so the list, the single-row swap and
+the instance-wide list share one markup.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
 
@@ -107,6 +109,19 @@ def invitation_row(
     )
 
 
+def invitation_rows(
+    invitations: Iterable[Any], inviter_names: Mapping[str, str], now: datetime, row_base: str
+) -> Markup:
+    """Every row of a list page (one template call for the page, not one per row)."""
+    return Markup(
+        "".join(
+            invitation_row(i, inviter_names.get(i.inviter_user_id), now, row_base)
+            for i in invitations
+        )
+    )
+
+
 def register_row_builders(app: Flask) -> None:
+    app.add_template_global(invitation_rows)
     app.add_template_global(invitation_row)
     app.add_template_global(invitation_detail_cells)
