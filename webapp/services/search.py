@@ -101,7 +101,7 @@ def email_search(session: Session, search: str) -> EmailSearch:
     if dialect == "sqlite":
         return _sqlite_search(session, search)
     if dialect == "postgresql":
-        return EmailSearch(_postgres_condition(session, search))
+        return _postgres_search(session, search)
     return EmailSearch(_like(search))
 
 
@@ -286,17 +286,19 @@ def best_indexed_part(search: str, statistics: TrigramStatistics) -> tuple[str, 
     return best[1], (math.prod(whole) if whole else 1.0)
 
 
-def _postgres_condition(session: Session, search: str) -> ColumnElement[bool]:
+def _postgres_search(session: Session, search: str) -> EmailSearch:
     statistics = trigram_statistics(session)
     if statistics is None:
-        return _like(search)
+        return EmailSearch(_like(search))
     chosen = best_indexed_part(search, statistics)
     if chosen is None:
-        return _like(search)
+        return EmailSearch(_like(search))
     part, matching_share = chosen
     if matching_share >= DENSE_SHARE:
         # Matches are everywhere: walking the list's index in order finds a page soon.
-        return _unindexed_like(search)
+        return EmailSearch(_unindexed_like(search))
+    # The GIN index finds every match and the page sorts them: the page query reads
+    # them all anyway, so it may as well count them.
     if part == search:
-        return _like(search)
-    return _like(part) & _unindexed_like(search)
+        return EmailSearch(_like(search), bounded=True)
+    return EmailSearch(_like(part) & _unindexed_like(search), bounded=True)
