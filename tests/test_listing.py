@@ -447,6 +447,24 @@ def test_unknown_cursor_is_refused(session, org, cursor_field):
     assert "'inv_nope'" in info.value.errors[0].message
 
 
+@pytest.mark.parametrize("plain_rows", [False, True])
+def test_a_cursor_at_either_end_gives_an_empty_page_not_an_error(session, org, plain_rows):
+    """After the oldest row and before the newest there is nothing: an empty page."""
+    first = invite(session, org, "a@example.com", notify=False).invitation.id
+    last = invite(session, org, "b@example.com", notify=False).invitation.id
+    order = [i.id for i in list_invitations(session, org, InvitationQuery()).items]
+    newest, oldest = order[0], order[-1]
+    assert {newest, oldest} == {first, last}
+    after = list_invitations(
+        session, org, InvitationQuery(starting_after=oldest, plain_rows=plain_rows)
+    )
+    before = list_invitations(
+        session, org, InvitationQuery(ending_before=newest, plain_rows=plain_rows)
+    )
+    assert (after.items, after.has_more, before.items, before.has_more) == ([], False, [], False)
+    assert after.total == before.total == 2
+
+
 @pytest.mark.parametrize("cursor_field", ["starting_after", "ending_before"])
 def test_another_orgs_invitation_is_not_a_cursor(session, org, make_org, cursor_field):
     """Another organization's invitation id is refused as a cursor (nothing leaks)."""

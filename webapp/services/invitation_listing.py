@@ -195,8 +195,15 @@ def _page_statement(shape: _PageShape) -> Select:
     sort_column = Invitation.created_at if shape.sort_by_created else Invitation.email_key
     conditions = list(_page_conditions(shape))
     if shape.cursor:
+        # The cursor invitation's sort value is read by the page query itself (one
+        # statement, not two): a subquery evaluated once, so the row-value comparison
+        # still seeks in the index. An unknown cursor, or another organization's, makes
+        # it NULL and the page empty (list_invitations then says which).
+        anchored = select(sort_column).where(Invitation.id == bindparam("anchor_id"))
+        if shape.per_org:
+            anchored = anchored.where(Invitation.org_id == bindparam("org_id"))
         key = tuple_(sort_column, Invitation.id)
-        anchor = tuple_(bindparam("anchor_sort", type_=sort_column.type), bindparam("anchor_id"))
+        anchor = tuple_(anchored.scalar_subquery(), bindparam("anchor_id"))
         conditions.append(key < anchor if shape.cursor == "<" else key > anchor)
     order = (
         [sort_column.desc(), Invitation.id.desc()]
@@ -221,9 +228,16 @@ def _page_statement(shape: _PageShape) -> Select:
 
 @cache
 def _cursor_statement() -> Select:
-    return select(
-        Invitation.org_id, Invitation.created_at, Invitation.email_key, Invitation.id
-    ).where(Invitation.id == bindparam("id"))
+    return select(Invitation.org_id).where(Invitation.id == bindparam("id"))
+
+
+def _check_cursor(session: Session, org: Organization | None, cursor_id: str, name: str) -> None:
+    """ValidationFailed naming the parameter unless ``cursor_id`` is in this list."""
+    org_id = session.connection().execute(_cursor_statement(), {"id": cursor_id}).scalar()
+    if org_id is None or (org is not None and org_id != org.id):
+        raise ValidationFailed.single(
+            name, "unknown_cursor", f"{cursor_id!r} is not an invitation in this list"
+        )
 
 
 def list_invitations(
@@ -255,14 +269,7 @@ def list_invitations(
     cursor = ""
     cursor_id = q.starting_after or q.ending_before
     if cursor_id:
-        anchor = session.connection().execute(_cursor_statement(), {"id": cursor_id}).first()
-        if anchor is None or (org is not None and anchor.org_id != org.id):
-            name = "starting_after" if q.starting_after else "ending_before"
-            raise ValidationFailed.single(
-                name, "unknown_cursor", f"{cursor_id!r} is not an invitation in this list"
-            )
-        params["anchor_sort"] = anchor.created_at if sort_by_created else anchor.email_key
-        params["anchor_id"] = anchor.id
+        params["anchor_id"] = cursor_id
         backwards = bool(q.ending_before)
         after = descending != backwards  # walking "down" the chosen order
         cursor = "<" if after else ">"
@@ -300,6 +307,11 @@ def list_invitations(
         rows = [InvitationRow(columns, v) for v in values]
     else:
         rows = list(session.execute(statement, params).scalars())
+    if cursor_id and not rows:
+        # An empty page: the end of the list, or a cursor that is not in it.
+        _check_cursor(
+            session, org, cursor_id, "starting_after" if q.starting_after else "ending_before"
+        )
     has_more = len(rows) > q.limit
     rows = rows[: q.limit]
     if backwards:
