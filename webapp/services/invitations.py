@@ -48,7 +48,7 @@ from webapp.services.outbox import outbox_row
 from webapp.services.tokens import accept_url
 from webapp.services.tokens import hash_token
 from webapp.services.tokens import new_token
-from webapp.services.tokens import seal_for_outbox
+from webapp.services.tokens import seal_many_for_outbox
 from webapp.services.validation import check_metadata
 from webapp.services.validation import check_redirect_url
 from webapp.services.validation import clean_text
@@ -550,7 +550,7 @@ def create_checked_invitations(
         )
     inserted = _insert_skipping_pending(session, rows)
     events: list[dict[str, Any]] = []
-    emails: list[dict[str, Any]] = []
+    notified: list[tuple[dict[str, Any], str]] = []
     for row in rows:
         invitation_id = row["id"]
         index, raw_token = tokens[invitation_id]
@@ -573,17 +573,20 @@ def create_checked_invitations(
             )
         )
         if requests[index].notify:
-            # Queued now; the worker writes invitation.sent once the server accepted it.
-            emails.append(
-                outbox_row(
-                    kind="invitation",
-                    to_email=row["email"],
-                    sealed_token=seal_for_outbox(raw_token),
-                    org_id=org.id,
-                    invitation_id=invitation_id,
-                    now=now,
-                )
-            )
+            notified.append((row, raw_token))
+    # Queued now; the worker writes invitation.sent once the server accepted it.
+    sealed = seal_many_for_outbox([raw_token for _, raw_token in notified])
+    emails = [
+        outbox_row(
+            kind="invitation",
+            to_email=row["email"],
+            sealed_token=sealed_token,
+            org_id=org.id,
+            invitation_id=row["id"],
+            now=now,
+        )
+        for (row, _), sealed_token in zip(notified, sealed, strict=True)
+    ]
     if result.created:
         adjust_counters(session, org.id, {InvitationStatus.PENDING.value: len(result.created)})
         record_events(session, events)
