@@ -25,6 +25,19 @@ def new_token() -> tuple[str, str]:
     return raw, hash_token(raw)
 
 
+def new_tokens(count: int) -> list[tuple[str, str]]:
+    """``count`` results of ``new_token`` from one read of random bytes (bulk imports)."""
+    pool = secrets.token_bytes(32 * count)
+    encode = base64.urlsafe_b64encode
+    sha256 = hashlib.sha256
+    out = []
+    for start in range(0, 32 * count, 32):
+        # What secrets.token_urlsafe(32) returns for these 32 bytes.
+        raw = encode(pool[start : start + 32]).rstrip(b"=")
+        out.append((raw.decode("ascii"), sha256(raw).hexdigest()))
+    return out
+
+
 def hash_token(raw: str) -> str:
     return hashlib.sha256(raw.encode("utf-8")).hexdigest()
 
