@@ -652,3 +652,26 @@ def test_counts_in_results_match_rows(session, org):
     plan = plan_for(session, org, text)
     result = run_import(session, org, plan, actor=SYSTEM, source="import")
     assert result.totals() == {"invited": 2, "duplicate": 2, "invalid_email": 1}
+
+
+def test_a_multi_batch_import_leaves_no_connection_with_its_checkpoint_setting(session, org):
+    text = "email\n" + "".join(f"person{n}@example.com\n" for n in range(25))
+    plan = plan_for(session, org, text)
+    result = run_import(session, org, plan, actor=SYSTEM, source="import", batch_size=10)
+    assert result.totals() == {"invited": 25}
+    assert count(session, Invitation) == count(session, OutboxMessage) == 25
+    assert count(session, AuditEvent, AuditEvent.type == "invitation.created") == 25
+    session.commit()
+    engine = db.engine
+    if engine.dialect.name != "sqlite":
+        return
+    # Every pooled connection is back at SQLite's default checkpoint interval.
+    connections = [
+        engine.connect().execution_options(isolation_level="AUTOCOMMIT") for _ in range(3)
+    ]
+    try:
+        for connection in connections:
+            assert connection.exec_driver_sql("PRAGMA wal_autocheckpoint").scalar() == 1000
+    finally:
+        for connection in connections:
+            connection.close()

@@ -30,3 +30,11 @@ def new_id(prefix: str) -> str:
     millis = time.time_ns() // 1_000_000
     random_digits = os.urandom(16).translate(_DIGIT_OF_BYTE).decode("ascii")
     return f"{prefix}_{_time_digits(millis)}{random_digits}"
+
+
+def new_ids(prefix: str, count: int) -> list[str]:
+    """``count`` ids as ``new_id`` makes them (same format, same 80 random bits each),
+    from one read of random bytes and one ``bytes.translate`` (bulk imports)."""
+    time_part = f"{prefix}_{_time_digits(time.time_ns() // 1_000_000)}"
+    digits = os.urandom(16 * count).translate(_DIGIT_OF_BYTE).decode("ascii")
+    return [time_part + digits[n : n + 16] for n in range(0, 16 * count, 16)]

@@ -26,7 +26,7 @@ class OutboxStatus(enum.StrEnum):
 class OutboxMessage(Base):
     """One email waiting for (or done with) delivery by ``orginvites worker``.
 
-    The link's token travels encrypted (Fernet, key derived from the secret key)
+    The link's token travels encrypted (AES-GCM, key derived from the secret key)
     and is erased once the message is sent, dead or cancelled.
     """
 

@@ -22,10 +22,11 @@ def event_row(
     invitation_id: str | None = None,
     data: dict[str, Any] | None = None,
     now: datetime | None = None,
+    event_id: str | None = None,
 ) -> dict[str, Any]:
     """The values of one audit event row (for ``record_events``)."""
     return {
-        "id": new_id("evt"),
+        "id": event_id or new_id("evt"),
         "org_id": org_id,
         "invitation_id": invitation_id,
         "type": event_type,

@@ -18,6 +18,7 @@ to the driver as tuples:
 from __future__ import annotations
 
 import json
+import operator
 from collections.abc import Callable
 from collections.abc import Sequence
 from datetime import UTC
@@ -73,50 +74,79 @@ def _converter(column: sa.Column, dialect: str) -> Converter | None:
     return None
 
 
+def _default_maker(column: sa.Column, convert: Converter | None) -> Callable[[], Any]:
+    """A function giving the column's Python default for one row, converted."""
+    default = column.default
+    assert default is not None
+
+    def make() -> Any:
+        # Column defaults like utcnow or dict take a context; none needs it.
+        value = default.arg(None) if default.is_callable else default.arg  # type: ignore[union-attr]
+        return value if convert is None or value is None else convert(value)
+
+    return make
+
+
 class RowWriter:
-    """Rows (dicts with the same keys, as the ``*_row`` builders make them) → tuples in
-    the table's column order; columns a row leaves out get their Python default."""
+    """Rows (dicts with the same keys, as the ``*_row`` builders make them) → tuples.
+
+    ``names`` are the columns written: the keys the rows give, in table order, then the
+    columns left out that have a Python default (filled per row, as SQLAlchemy does);
+    columns left out without a default are not written (NULL or the server default,
+    again as SQLAlchemy does). Per row, one ``itemgetter`` call takes the given values
+    and only the datetime and JSON columns are converted.
+    """
 
     def __init__(self, table: sa.Table, keys: Sequence[str], dialect: str) -> None:
         self.table = table
-        self.columns = list(table.columns)
-        self.names = [c.name for c in self.columns]
         given = set(keys)
-        plan: list[tuple[str | None, Any, Converter | None]] = []
-        for column in self.columns:
+        columns = [c for c in table.columns if c.name in given]
+        defaulted = [c for c in table.columns if c.name not in given and c.default is not None]
+        self.columns = columns + defaulted
+        self.names = [c.name for c in self.columns]
+        self._get = operator.itemgetter(*[c.name for c in columns])
+        self._single = len(columns) == 1
+        # (position, converter) of the given columns that need one.
+        self._datetimes: list[int] = []
+        self._others: list[tuple[int, Converter]] = []
+        for position, column in enumerate(columns):
             convert = _converter(column, dialect)
-            if column.name in given:
-                plan.append((column.name, None, convert))
+            if convert is None:
                 continue
-            default = column.default
-            if default is None:
-                plan.append((None, None, None))
-            elif default.is_callable:
-                # Column defaults like utcnow or dict take a context; none needs it.
-                plan.append((None, lambda d=default: d.arg(None), convert))  # type: ignore[union-attr]
+            if isinstance(column.type, UTCDateTime):
+                self._datetimes.append(position)
             else:
-                plan.append((None, lambda d=default: d.arg, convert))  # type: ignore[union-attr]
-        self._plan = plan
+                self._others.append((position, convert))
+        self._datetime_converter = _sqlite_datetime if dialect == "sqlite" else _postgres_datetime
+        self._defaults = [_default_maker(c, _converter(c, dialect)) for c in defaulted]
 
     def values(self, rows: Sequence[dict[str, Any]]) -> list[tuple[Any, ...]]:
-        plan = self._plan
+        get = self._get
+        datetimes = self._datetimes
+        others = self._others
+        defaults = self._defaults
+        to_datetime = self._datetime_converter
         # A batch shares a few instants (now, a handful of expiries): convert each once.
         converted: dict[datetime, Any] = {}
         out = []
+        append = out.append
         for row in rows:
-            values = []
-            for name, make, convert in plan:
-                value = row[name] if name is not None else (make() if make else None)
-                if convert is not None and value is not None:
-                    if type(value) is datetime:
-                        done = converted.get(value)
-                        if done is None:
-                            done = converted[value] = convert(value)
-                        value = done
-                    else:
-                        value = convert(value)
-                values.append(value)
-            out.append(tuple(values))
+            picked = get(row)
+            values = [picked] if self._single else list(picked)
+            for position in datetimes:
+                value = values[position]
+                if value is not None:
+                    done = converted.get(value)
+                    if done is None:
+                        done = converted[value] = to_datetime(value)
+                    values[position] = done
+            for position, convert in others:
+                value = values[position]
+                if value is not None:
+                    values[position] = convert(value)
+            for make in defaults:
+                values.append(make())
+            append(tuple(values))
         return out
 
 

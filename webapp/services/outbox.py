@@ -39,11 +39,12 @@ def outbox_row(
     invitation_id: str | None = None,
     context: dict[str, Any] | None = None,
     now: datetime | None = None,
+    message_id: str | None = None,
 ) -> dict[str, Any]:
     """The values of one pending outbox row; ``sealed_token`` comes from ``seal_for_outbox``."""
     now = now or utcnow()
     return {
-        "id": new_id("msg"),
+        "id": message_id or new_id("msg"),
         "kind": kind,
         "org_id": org_id,
         "invitation_id": invitation_id,

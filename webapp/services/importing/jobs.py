@@ -35,6 +35,7 @@ from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session
 
 from webapp.clock import utcnow
+from webapp.database import end_sqlite_bulk_writes
 from webapp.database import sqlite_reads_only
 from webapp.extensions import db
 from webapp.ids import new_id
@@ -624,6 +625,8 @@ def step_job(
             _check_step(session, job, runner_id, limits)
         else:
             _import_step(session, job, runner_id, limits, deadline, batch_size)
+            if job.progress_total > batch_size:
+                end_sqlite_bulk_writes(session)
     except Exception:
         session.rollback()
         _remember(job_id, None)

@@ -29,6 +29,8 @@ from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session
 
 from webapp.clock import utcnow
+from webapp.database import end_sqlite_bulk_writes
+from webapp.database import sqlite_bulk_batch
 from webapp.models import Invitation
 from webapp.models import InvitationStatus
 from webapp.models import Membership
@@ -536,6 +538,7 @@ def import_batch(
     candidates = [r for r in rows if r.checked is not None and r.verdict == WILL_INVITE]
     if not candidates:
         return
+    sqlite_bulk_batch(session)
     outcome = create_checked_invitations(
         session,
         org,
@@ -650,23 +653,27 @@ def run_import(
     valid = plan.valid_rows()
     result = ImportResult()
     done = 0
-    for chunk in _chunks(valid, batch_size):
-        if result.stopped:
-            mark_over_quota(chunk, result.stopped)
-        else:
-            result.stopped = import_batch_committed(
-                session,
-                org,
-                chunk,
-                actor=actor,
-                source=source,
-                now=plan.now,
-                event_data=event_data,
-            )
-            if done == 0:
-                refresh_statistics(session, len(valid) - len(chunk))
-        done += len(chunk)
-        if progress:
-            progress(done, len(valid))
+    try:
+        for chunk in _chunks(valid, batch_size):
+            if result.stopped:
+                mark_over_quota(chunk, result.stopped)
+            else:
+                result.stopped = import_batch_committed(
+                    session,
+                    org,
+                    chunk,
+                    actor=actor,
+                    source=source,
+                    now=plan.now,
+                    event_data=event_data,
+                )
+                if done == 0:
+                    refresh_statistics(session, len(valid) - len(chunk))
+            done += len(chunk)
+            if progress:
+                progress(done, len(valid))
+    finally:
+        if len(valid) > batch_size:
+            end_sqlite_bulk_writes(session)
     result.add(plan.rows)
     return result
