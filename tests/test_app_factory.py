@@ -47,17 +47,17 @@ def test_settings_come_from_the_environment(clean_env, tmp_path):
 
 
 def test_mmap_and_cache_sizes_come_from_the_environment(clean_env, tmp_path):
-    """ORGINVITES_SQLITE_MMAP_SIZE (bytes, 0 turns it off) and
+    """ORGINVITES_SQLITE_MMAP_SIZE (bytes; 0, the default, is off) and
     ORGINVITES_SQLITE_CACHE_SIZE_KIB reach every connection."""
     clean_env.setenv("ORGINVITES_SECRET_KEY", "k" * 40)
     clean_env.setenv("ORGINVITES_DATABASE_URL", f"sqlite:///{tmp_path / 'x.sqlite3'}")
-    clean_env.setenv("ORGINVITES_SQLITE_MMAP_SIZE", "0")
+    clean_env.setenv("ORGINVITES_SQLITE_MMAP_SIZE", "268435456")
     clean_env.setenv("ORGINVITES_SQLITE_CACHE_SIZE_KIB", "4096")
     app = create_app()
     with app.app_context():
         from webapp.extensions import db
 
-        assert db.session.execute(text("PRAGMA mmap_size")).scalar() == 0
+        assert db.session.execute(text("PRAGMA mmap_size")).scalar() == 268435456
         assert db.session.execute(text("PRAGMA cache_size")).scalar() == -4096
 
 

@@ -33,9 +33,11 @@ def _as_bool(name: str, raw: str) -> bool:
 SETTINGS: dict[str, tuple[Any, Any]] = {
     "DATABASE_URL": (None, None),
     "DATABASE_POOL_SIZE": (10, _as_int),
-    # SQLite: bytes of the file read through memory mapping (no read() call and no copy
-    # per page), and each connection's page cache.
-    "SQLITE_MMAP_SIZE": (1024 * 1024 * 1024, _as_int),
+    # SQLite: each connection's page cache (a list or a search reads pages all over a
+    # large file: kept here, they are not read again), and bytes of the file read
+    # through memory mapping — off by default: every mapped page a process reads counts
+    # in its resident memory (a 100,000-row import peaked at 418 MB instead of 239 MB).
+    "SQLITE_MMAP_SIZE": (0, _as_int),
     "SQLITE_CACHE_SIZE_KIB": (16 * 1024, _as_int),
     "SECRET_KEY": (None, None),
     "PUBLIC_BASE_URL": (None, None),

@@ -134,9 +134,9 @@ def configure_engine(
 ) -> None:
     """Apply the per-dialect session rules.
 
-    SQLite: WAL, foreign keys, a busy timeout, memory-mapped reads and a page cache of
-    the given sizes (a list page or a search reads pages all over a large file: through
-    ``read()`` into SQLite's default 2,000-page cache, each costs a system call),
+    SQLite: WAL, foreign keys, a busy timeout, a page cache and memory-mapped reads of
+    the given sizes (a list page or a search reads pages all over a large file: with
+    SQLite's default 2,000-page cache they are read from the file again and again),
     writers that take turns through a file lock (``webapp.sqlite_writers``), and every
     transaction opened with ``BEGIN IMMEDIATE`` so that a read-then-write transaction
     never fails half-way with SQLITE_BUSY (Python's sqlite3 would otherwise start
