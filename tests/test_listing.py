@@ -362,18 +362,35 @@ def test_cursor_walk_with_search_and_status(session, org, sixty):
 # ---------------------------------------------------------------------------
 
 
-def test_total_and_totals_by_status(session, org, mixed):
-    """total counts the filtered list over all pages; totals_by_status covers every status."""
-    page = list_invitations(session, org, InvitationQuery(limit=2))
+@pytest.mark.parametrize("plain_rows", [False, True])
+def test_total_and_totals_by_status(session, org, mixed, make_org, plain_rows):
+    """total counts the filtered list over all pages; totals_by_status covers every status
+    (a lapsed pending invitation counts as expired). Plain rows read the stored totals
+    in the page query itself: the same answers, for one organization or all."""
+    page = list_invitations(session, org, InvitationQuery(limit=2, plain_rows=plain_rows))
     assert len(page.items) == 2
     assert page.has_more is True
     assert page.total == 6
     assert page.totals_by_status == totals(pending=2, accepted=1, declined=1, revoked=1, expired=1)
     assert set(page.totals_by_status) == set(STATUS_VALUES)
     filtered = list_invitations(
-        session, org, InvitationQuery(statuses=["pending", "revoked"], limit=1)
+        session,
+        org,
+        InvitationQuery(statuses=["pending", "revoked"], limit=1, plain_rows=plain_rows),
     )
     assert (len(filtered.items), filtered.total, filtered.has_more) == (1, 3, True)
+    empty = list_invitations(
+        session, org, InvitationQuery(query="nobody", limit=1, plain_rows=plain_rows)
+    )
+    assert (empty.items, empty.total) == ([], 0)
+    assert empty.totals_by_status == page.totals_by_status
+    other = make_org("Other", slug="other")
+    invite(session, other, "elsewhere@example.com", notify=False)
+    session.commit()
+    everywhere = list_invitations(session, None, InvitationQuery(plain_rows=plain_rows))
+    assert everywhere.totals_by_status == totals(
+        pending=3, accepted=1, declined=1, revoked=1, expired=1
+    )
 
 
 # ---------------------------------------------------------------------------

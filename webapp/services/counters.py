@@ -11,7 +11,9 @@ from typing import Any
 from sqlalchemy import ColumnElement
 from sqlalchemy import ScalarSelect
 from sqlalchemy import Select
+from sqlalchemy import Text
 from sqlalchemy import bindparam
+from sqlalchemy import cast
 from sqlalchemy import delete
 from sqlalchemy import func
 from sqlalchemy import insert
@@ -104,19 +106,55 @@ def status_totals(
     one query.
     """
     now = now or utcnow()
-    totals = dict.fromkeys(STATUS_VALUES, 0)
+    stored: dict[str, int] = {}
     earliest = None
-    stored = session.connection().execute(
+    for status, count, earliest_expiry in session.connection().execute(
         _stored_totals_statement(org_id is not None), {"org_id": org_id}
-    )
-    for status, count, earliest_expiry in stored:
-        totals[status] = int(count or 0)
+    ):
+        stored[status] = count
         earliest = earliest_expiry
-    if earliest is not None and earliest <= now:
+    return totals_from_stored(session, org_id, now, stored, earliest)
+
+
+def totals_from_stored(
+    session: Session,
+    org_id: str | None,
+    now: datetime,
+    stored: Mapping[str, int] | None,
+    earliest_pending_expiry: datetime | None,
+) -> dict[str, int]:
+    """Totals per effective status from the stored counts ({status: count}) and the
+    earliest pending expiry: the pending rows already past ``expires_at`` that the
+    sweep has not marked yet count as expired."""
+    totals = {status: int((stored or {}).get(status) or 0) for status in STATUS_VALUES}
+    if earliest_pending_expiry is not None and earliest_pending_expiry <= now:
         lapsed = _lapsed_pending(session, org_id, now)
         totals[InvitationStatus.PENDING.value] -= lapsed
         totals[InvitationStatus.EXPIRED.value] += lapsed
     return totals
+
+
+@cache
+def stored_totals_columns(per_org: bool, dialect: str) -> tuple[ColumnElement, ColumnElement]:
+    """The stored counts as one JSON object ({status: count}, as text) and the earliest
+    pending expiry, as scalar subqueries (org bound as ``org_id``) for another statement to
+    select: a list page reads its totals in its page query, without a round trip of
+    their own. Each is evaluated once per statement, not per row; give both to
+    :func:`totals_from_stored`."""
+    org_id = bindparam("org_id") if per_org else None
+    aggregate = func.json_object_agg if dialect == "postgresql" else func.json_group_object
+    per_status = select(
+        InvitationCounter.status, func.sum(InvitationCounter.count).label("count")
+    ).group_by(InvitationCounter.status)
+    if per_org:
+        per_status = per_status.where(InvitationCounter.org_id == org_id)
+    counts = per_status.subquery()
+    # As text: every row of the page carries it, only the first is decoded.
+    stored = select(cast(aggregate(counts.c.status, counts.c.count), Text))
+    return (
+        stored.scalar_subquery().label("stored_totals"),
+        _earliest_pending_expiry(org_id).label("earliest_pending_expiry"),
+    )
 
 
 def status_totals_by_org(

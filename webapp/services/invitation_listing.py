@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 from dataclasses import field
@@ -26,6 +27,8 @@ from webapp.models import Organization
 from webapp.models import User
 from webapp.models.invitations import STATUS_VALUES
 from webapp.services.counters import status_totals
+from webapp.services.counters import stored_totals_columns
+from webapp.services.counters import totals_from_stored
 from webapp.services.errors import FieldError
 from webapp.services.errors import ValidationFailed
 from webapp.services.search import email_search
@@ -170,6 +173,9 @@ class _PageShape:
     offset: bool
     plain_rows: bool
     columns: tuple[str, ...] | None
+    # Plain rows also carry the stored totals (one round trip less); the SQL for them
+    # differs by database.
+    totals_dialect: str | None
 
 
 @cache
@@ -220,6 +226,10 @@ def _page_statement(shape: _PageShape) -> Select:
     else:
         # One query for the page's inviters, not one per row.
         statement = select(Invitation).options(selectinload(Invitation.inviter))
+    if shape.totals_dialect is not None:
+        statement = statement.add_columns(
+            *stored_totals_columns(shape.per_org, shape.totals_dialect)
+        )
     statement = statement.where(*conditions).order_by(*order).limit(bindparam("limit"))
     if shape.offset:
         statement = statement.offset(bindparam("offset"))
@@ -285,6 +295,7 @@ def list_invitations(
         offset=bool(q.offset),
         plain_rows=q.plain_rows,
         columns=q.columns,
+        totals_dialect=session.get_bind().dialect.name if q.plain_rows else None,
     )
     statement = _page_statement(shape)
     if search_condition is not None:
@@ -293,18 +304,19 @@ def list_invitations(
     # page reads and sorts every match anyway, a separate count would read them again.
     # A cursor narrows the page's rows, not the total, so it still counts apart.
     counted_in_page = found is not None and found.bounded and q.plain_rows and not cursor_id
-    matches: int | None = None
     if counted_in_page:
         statement = statement.add_columns(func.count().over().label(MATCHES_COLUMN))
+    # What plain rows carry after the invitation's columns: the stored totals and the
+    # earliest pending expiry, then the number of matches when counted here.
+    extras: tuple = ()
     if q.plain_rows:
         result = session.connection().execute(statement, params)
-        columns = tuple(result.keys())
         values = result.all()
-        if counted_in_page:
-            columns = columns[:-1]
-            matches = values[0][-1] if values else None
-            values = [v[:-1] for v in values]
-        rows = [InvitationRow(columns, v) for v in values]
+        width = len(result.keys()) - 2 - counted_in_page
+        columns = tuple(result.keys())[:width]
+        if values:
+            extras = tuple(values[0][width:])
+        rows = [InvitationRow(columns, v[:width]) for v in values]
     else:
         rows = list(session.execute(statement, params).scalars())
     if cursor_id and not rows:
@@ -317,7 +329,13 @@ def list_invitations(
     if backwards:
         rows.reverse()
 
-    totals = status_totals(session, org.id if org else None, now)
+    org_id = org.id if org else None
+    if extras:
+        stored = json.loads(extras[0]) if extras[0] else {}
+        totals = totals_from_stored(session, org_id, now, stored, extras[1])
+    else:
+        totals = status_totals(session, org_id, now)
+    matches = extras[2] if counted_in_page and extras else None
     total_exact = True
     # The per-status counters only know statuses: any other filter is counted.
     narrowed = bool(search or q.email is not None or q.roles is not None)
