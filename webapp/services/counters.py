@@ -8,9 +8,12 @@ from datetime import datetime
 from functools import cache
 from typing import Any
 
+from sqlalchemy import BigInteger
 from sqlalchemy import ColumnElement
+from sqlalchemy import Connection
 from sqlalchemy import ScalarSelect
 from sqlalchemy import Select
+from sqlalchemy import Update
 from sqlalchemy import bindparam
 from sqlalchemy import delete
 from sqlalchemy import func
@@ -20,10 +23,12 @@ from sqlalchemy import update
 from sqlalchemy.orm import Session
 
 from webapp.clock import utcnow
+from webapp.database import begin_writes
 from webapp.models import Invitation
 from webapp.models import InvitationCounter
 from webapp.models import InvitationStatus
 from webapp.models.invitations import STATUS_VALUES
+from webapp.services.prepared import PreparedStatement
 
 
 def create_counters(session: Session, org_id: str) -> None:
@@ -36,14 +41,30 @@ def create_counters(session: Session, org_id: str) -> None:
 
 def adjust_counters(session: Session, org_id: str, deltas: Mapping[str, int]) -> None:
     """Apply ``{status: +n/-n}`` in the caller's transaction."""
+    connection = session.connection()
     for status, delta in deltas.items():
         if delta:
-            session.execute(
-                update(InvitationCounter)
-                .where(InvitationCounter.org_id == org_id, InvitationCounter.status == status)
-                .values(count=InvitationCounter.count + delta)
-                .execution_options(synchronize_session=False)
-            )
+            add_to_counter(connection, org_id, status, delta)
+
+
+def _add_to_counter_statement() -> Update:
+    return (
+        update(InvitationCounter)
+        .where(
+            InvitationCounter.org_id == bindparam("org_id"),
+            InvitationCounter.status == bindparam("counter_status"),
+        )
+        .values(count=InvitationCounter.count + bindparam("delta", type_=BigInteger))
+    )
+
+
+_ADD_TO_COUNTER = PreparedStatement(_add_to_counter_statement)
+
+
+def add_to_counter(connection: Connection, org_id: str, status: str, delta: int) -> None:
+    """Add ``delta`` to one stored count, in the connection's (write) transaction."""
+    begin_writes(connection)
+    _ADD_TO_COUNTER.run(connection, {"org_id": org_id, "counter_status": status, "delta": delta})
 
 
 def _pending_conditions(org_id: Any) -> list[ColumnElement[bool]]:

@@ -5,24 +5,29 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from dataclasses import field
+from datetime import UTC
 from datetime import datetime
 from datetime import timedelta
 from typing import Any
 
 from flask import current_app
 from sqlalchemy import ColumnElement
+from sqlalchemy import bindparam
 from sqlalchemy import exists
 from sqlalchemy import literal_column
 from sqlalchemy import select
 from sqlalchemy.orm import Session
+from sqlalchemy.orm import make_transient_to_detached
 
 from webapp.clock import utcnow
+from webapp.database import begin_writes
 from webapp.ids import new_id
 from webapp.models import DeliveryStatus
 from webapp.models import Invitation
 from webapp.models import InvitationStatus
 from webapp.models import Membership
 from webapp.models import Organization
+from webapp.models import OrgRole
 from webapp.models import Project
 from webapp.models import User
 from webapp.models.invitations import PENDING_ONLY
@@ -30,7 +35,7 @@ from webapp.services.actors import Actor
 from webapp.services.audit import event_row
 from webapp.services.audit import record_events
 from webapp.services.bulk_rows import insert_skipping_conflicts
-from webapp.services.counters import adjust_counters
+from webapp.services.counters import add_to_counter
 from webapp.services.counters import status_totals
 from webapp.services.errors import AlreadyInvited
 from webapp.services.errors import AlreadyMember
@@ -39,12 +44,14 @@ from webapp.services.errors import NotFound
 from webapp.services.errors import QuotaExceeded
 from webapp.services.errors import ServiceError
 from webapp.services.errors import ValidationFailed
+from webapp.services.expiry import expire_lapsed_for_address
 from webapp.services.expiry import expire_lapsed_for_addresses
 from webapp.services.organizations import MAX_EXPIRY_SECONDS
 from webapp.services.organizations import MIN_EXPIRY_SECONDS
 from webapp.services.outbox import enqueue_email
 from webapp.services.outbox import enqueue_emails
 from webapp.services.outbox import outbox_row
+from webapp.services.prepared import PreparedStatement
 from webapp.services.tokens import accept_url
 from webapp.services.tokens import hash_token
 from webapp.services.tokens import new_token
@@ -245,6 +252,13 @@ class InvitationChecker:
         return value
 
     def _role(self, role: str) -> FieldError | None:
+        # Roles not loaded (an API request): one index probe instead of loading them.
+        if (
+            "roles" not in self.org.__dict__
+            and isinstance(role, str)
+            and _ROLE_EXISTS.run(self.session.connection(), {"org_id": self.org.id, "key": role})
+        ):
+            return None
         if self.org.role(role) is None:
             return FieldError(
                 "role",
@@ -338,6 +352,13 @@ def _grants_key(grants: object) -> object:
     ):
         return tuple(tuple(sorted(g.items())) for g in grants)
     return [grants]  # unhashable: checked every time
+
+
+_ROLE_EXISTS = PreparedStatement(
+    lambda: select(OrgRole.id).where(
+        OrgRole.org_id == bindparam("org_id"), OrgRole.key == bindparam("key")
+    )
+)
 
 
 def _role_keys(org: Organization) -> str:
@@ -512,42 +533,13 @@ def create_checked_invitations(
             return result
         check_quota(session, org, now, adding=len(fresh))
     fresh.sort(key=lambda i: keys[i])
-    inviter_user_id = actor.user_id
-    inviter_api_key_id = actor.api_key_id
     rows: list[dict[str, Any]] = []
     tokens: dict[str, tuple[int, str]] = {}
     for i in fresh:
-        checked = requests[i]
         raw_token, token_hash = new_token()
-        invitation_id = new_id("inv")
-        tokens[invitation_id] = (i, raw_token)
-        rows.append(
-            {
-                "id": invitation_id,
-                "org_id": org.id,
-                "email": checked.email,
-                "email_key": checked.email_key,
-                "role": checked.role,
-                "status": InvitationStatus.PENDING.value,
-                "source": source,
-                "inviter_user_id": inviter_user_id,
-                "inviter_api_key_id": inviter_api_key_id,
-                "public_metadata": checked.public_metadata,
-                "private_metadata": checked.private_metadata,
-                "redirect_url": checked.redirect_url,
-                "project_grants": checked.project_grants,
-                "message": checked.message,
-                "token_hash": token_hash,
-                "created_at": now,
-                "updated_at": now,
-                "expires_at": checked.expires_at,
-                "send_count": 1,
-                "last_sent_at": now,
-                "delivery_status": (
-                    DeliveryStatus.QUEUED.value if checked.notify else DeliveryStatus.NOT_SENT.value
-                ),
-            }
-        )
+        row = _invitation_row(org, requests[i], actor, source, now, token_hash)
+        tokens[row["id"]] = (i, raw_token)
+        rows.append(row)
     inserted = _insert_skipping_pending(session, rows)
     events: list[dict[str, Any]] = []
     emails: list[dict[str, Any]] = []
@@ -559,19 +551,7 @@ def create_checked_invitations(
             result.already_invited.append(index)
             continue
         result.created.append(CreatedInvitation(index, invitation_id, raw_token))
-        data = {"email": row["email"], "role": row["role"], "source": source}
-        if event_data:
-            data.update(event_data)
-        events.append(
-            event_row(
-                "invitation.created",
-                actor=actor,
-                org_id=org.id,
-                invitation_id=invitation_id,
-                data=data,
-                now=now,
-            )
-        )
+        events.append(_created_event(org, row, actor, source, now, event_data))
         if requests[index].notify:
             # Queued now; the worker writes invitation.sent once the server accepted it.
             emails.append(
@@ -585,9 +565,12 @@ def create_checked_invitations(
                 )
             )
     if result.created:
-        adjust_counters(session, org.id, {InvitationStatus.PENDING.value: len(result.created)})
         record_events(session, events)
         enqueue_emails(session, emails)
+        # Last: on PostgreSQL the counter row's lock is held until the commit.
+        add_to_counter(
+            session.connection(), org.id, InvitationStatus.PENDING.value, len(result.created)
+        )
     result.created.sort(key=lambda c: c.index)
     result.already_invited.sort()
     return result
@@ -609,18 +592,165 @@ def create_invitation(
     """
     now = utcnow()
     checked = check_invitation_request(session, org, request, now)
-    outcome = create_checked_invitations(
-        session, org, [checked], actor=actor, source=source, now=now
+    return create_checked_invitation(session, org, checked, actor=actor, source=source, now=now)
+
+
+def create_checked_invitation(
+    session: Session,
+    org: Organization,
+    checked: CheckedRequest,
+    *,
+    actor: Actor,
+    source: str,
+    now: datetime,
+) -> IssuedInvitation:
+    """``create_checked_invitations`` for one request, in as few statements as it takes.
+
+    The same rules in the same order: a member is refused, a lapsed pending invitation
+    of the address is expired first, the quota is checked, and the partial unique index
+    decides between racing callers (INSERT … ON CONFLICT DO NOTHING). Everything that
+    needs no database — the token, its sealed copy for the outbox, the rows — is done
+    before the first write: under late writes on SQLite (an API create) that is before
+    ``BEGIN IMMEDIATE``, so the write lock is held for the statements alone.
+    """
+    raw_token, token_hash = new_token()
+    row = _invitation_row(org, checked, actor, source, now, token_hash)
+    event = _created_event(org, row, actor, source, now, None)
+    email = (
+        outbox_row(
+            kind="invitation",
+            to_email=row["email"],
+            sealed_token=seal_for_outbox(raw_token),
+            org_id=org.id,
+            invitation_id=row["id"],
+            now=now,
+        )
+        if checked.notify
+        else None
     )
-    if outcome.already_member:
+
+    connection = session.connection()
+    begin_writes(connection)
+    [(member, pending_id, pending_expires_at)] = _ADDRESS_STATE.run(
+        connection, {"org_id": org.id, "email_key": checked.email_key}
+    )
+    if member:
         raise AlreadyMember(checked.email, org.name)
-    if outcome.already_invited:
+    if pending_id is not None:
+        if pending_expires_at > utcnow():
+            raise AlreadyInvited(checked.email, pending_id)
+        # Lapsed: it reads as expired everywhere; make that true in the table too, so
+        # it no longer holds the one-pending-per-address index.
+        expire_lapsed_for_address(session, org.id, checked.email_key)
+    check_quota(session, org, now)
+    if not _insert_skipping_pending(session, [row]):
+        # A concurrent caller's pending invitation for this address won.
         existing = find_pending_invitation(session, org.id, checked.email_key)
         raise AlreadyInvited(checked.email, existing.id if existing else None)
-    created = outcome.created[0]
-    invitation = session.get(Invitation, created.invitation_id)
-    assert invitation is not None
-    return IssuedInvitation(invitation=invitation, accept_url=accept_url(created.raw_token))
+    record_events(session, [event])
+    if email is not None:
+        enqueue_emails(session, [email])
+    add_to_counter(connection, org.id, InvitationStatus.PENDING.value, 1)
+    return IssuedInvitation(invitation=_loaded(session, row), accept_url=accept_url(raw_token))
+
+
+def _address_state_statement():
+    """Whether the address belongs to a member, and its pending invitation (id, expiry):
+    one statement, two index probes."""
+    org_id = bindparam("org_id")
+    email_key = bindparam("email_key")
+    member = exists().where(
+        Membership.org_id == org_id, Membership.user_id == User.id, User.email_key == email_key
+    )
+    # The literal predicate lets both planners use the partial unique index.
+    pending = (Invitation.org_id == org_id, Invitation.email_key == email_key, PENDING_ONLY)
+    return select(
+        member.label("is_member"),
+        select(Invitation.id).where(*pending).scalar_subquery(),
+        select(Invitation.expires_at).where(*pending).scalar_subquery(),
+    )
+
+
+_ADDRESS_STATE = PreparedStatement(_address_state_statement)
+
+
+def _invitation_row(
+    org: Organization,
+    checked: CheckedRequest,
+    actor: Actor,
+    source: str,
+    now: datetime,
+    token_hash: str,
+) -> dict[str, Any]:
+    """Every column of a new pending invitation (the ORM object is built from the same)."""
+    return {
+        "id": new_id("inv"),
+        "org_id": org.id,
+        "email": checked.email,
+        "email_key": checked.email_key,
+        "role": checked.role,
+        "status": InvitationStatus.PENDING.value,
+        "source": source,
+        "inviter_user_id": actor.user_id,
+        "inviter_api_key_id": actor.api_key_id,
+        "public_metadata": checked.public_metadata,
+        "private_metadata": checked.private_metadata,
+        "redirect_url": checked.redirect_url,
+        "project_grants": checked.project_grants,
+        "message": checked.message,
+        "token_hash": token_hash,
+        "created_at": now,
+        "updated_at": now,
+        "expires_at": checked.expires_at,
+        "send_count": 1,
+        "last_sent_at": now,
+        "delivery_status": (
+            DeliveryStatus.QUEUED.value if checked.notify else DeliveryStatus.NOT_SENT.value
+        ),
+    }
+
+
+# Columns a new invitation leaves empty: set on the ORM object so that none loads.
+_EMPTY_AT_CREATION = {
+    "accepted_at": None,
+    "declined_at": None,
+    "revoked_at": None,
+    "revoked_by_user_id": None,
+    "revoked_by_api_key_id": None,
+    "accepted_user_id": None,
+    "delivery_error": None,
+}
+
+
+def _created_event(
+    org: Organization,
+    row: dict[str, Any],
+    actor: Actor,
+    source: str,
+    now: datetime,
+    event_data: dict[str, Any] | None,
+) -> dict[str, Any]:
+    data = {"email": row["email"], "role": row["role"], "source": source}
+    if event_data:
+        data.update(event_data)
+    return event_row(
+        "invitation.created",
+        actor=actor,
+        org_id=org.id,
+        invitation_id=row["id"],
+        data=data,
+        now=now,
+    )
+
+
+def _loaded(session: Session, row: dict[str, Any]) -> Invitation:
+    """The just-inserted invitation as a persistent ORM object, without reading it back:
+    built from the values written (as a read would give them: UTC datetimes)."""
+    values = {**row, **_EMPTY_AT_CREATION, "expires_at": row["expires_at"].astimezone(UTC)}
+    invitation = Invitation(**values)
+    make_transient_to_detached(invitation)
+    session.add(invitation)
+    return invitation
 
 
 def create_invitations(
