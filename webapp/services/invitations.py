@@ -20,7 +20,6 @@ from sqlalchemy import exists
 from sqlalchemy import literal_column
 from sqlalchemy import select
 from sqlalchemy.orm import Session
-from sqlalchemy.orm import make_transient_to_detached
 
 from webapp.clock import utcnow
 from webapp.database import begin_writes
@@ -58,6 +57,7 @@ from webapp.services.outbox import enqueue_email
 from webapp.services.outbox import enqueue_emails
 from webapp.services.outbox import outbox_row
 from webapp.services.prepared import PreparedStatement
+from webapp.services.prepared import attached
 from webapp.services.tokens import accept_url
 from webapp.services.tokens import hash_token
 from webapp.services.tokens import new_token
@@ -823,10 +823,7 @@ def _loaded(session: Session, row: dict[str, Any]) -> Invitation:
     """The just-inserted invitation as a persistent ORM object, without reading it back:
     built from the values written (as a read would give them: UTC datetimes)."""
     values = {**row, **_EMPTY_AT_CREATION, "expires_at": row["expires_at"].astimezone(UTC)}
-    invitation = Invitation(**values)
-    make_transient_to_detached(invitation)
-    session.add(invitation)
-    return invitation
+    return attached(session, Invitation, values)
 
 
 def create_invitations(

@@ -19,6 +19,9 @@ from collections.abc import Mapping
 from typing import Any
 
 import sqlalchemy as sa
+from sqlalchemy.orm import Session
+from sqlalchemy.orm import make_transient_to_detached
+from sqlalchemy.orm.util import identity_key
 from sqlalchemy.sql.expression import Executable
 
 
@@ -33,7 +36,10 @@ class _Compiled:
         if columns is None:
             returning = getattr(statement, "_returning", ()) or ()
             columns = list(returning)
-        self.processors = [c.type.result_processor(dialect, None) for c in columns or ()]
+        # dialect_impl: a variant's type for this dialect (JSONB on PostgreSQL).
+        self.processors = [
+            c.type.dialect_impl(dialect).result_processor(dialect, None) for c in columns or ()
+        ]
 
 
 class PreparedStatement:
@@ -74,3 +80,22 @@ class PreparedStatement:
             tuple(p(v) if p is not None else v for p, v in zip(processors, row, strict=True))
             for row in rows
         ]
+
+
+def attached(session: Session, model: type[Any], values: Mapping[str, Any]) -> Any:
+    """A persistent ``model`` object in ``session`` from a row's values, without a query.
+
+    ``values`` must hold every column, as a read would give them. The object in the
+    session's identity map, if there is one, wins (it may hold changes).
+    """
+    key = identity_key(model, values["id"])
+    existing = session.identity_map.get(key)
+    if existing is not None:
+        return existing
+    # As the ORM's own loading does: the values straight into the instance's dict (no
+    # attribute events), then marked as loaded and unchanged under their identity.
+    instance = sa.inspect(model).class_manager.new_instance()
+    instance.__dict__.update(values)
+    make_transient_to_detached(instance)
+    session.add(instance)
+    return instance
