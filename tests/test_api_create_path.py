@@ -19,9 +19,16 @@ from tests.conftest import APP_ORIGIN
 from webapp.clock import utcnow
 from webapp.database import sqlite_late_writes
 from webapp.extensions import db
+from webapp.ids import new_id
 from webapp.models import AuditEvent
 from webapp.models import Invitation
 from webapp.models import InvitationCounter
+from webapp.models import Membership
+from webapp.models import User
+from webapp.services.actors import SYSTEM
+from webapp.services.errors import AlreadyMember
+from webapp.services.invitations import InvitationRequest
+from webapp.services.invitations import create_invitation
 from webapp.services.organizations import create_organization
 from webapp.services.organizations import create_project
 from webapp.services.organizations import get_organization
@@ -170,3 +177,22 @@ def test_late_writes_read_without_the_lock_and_write_inside_a_transaction(make_a
             db.session.rollback()
     finally:
         sqlite_late_writes.reset(token)
+
+
+def test_a_member_added_but_not_yet_flushed_is_refused(session, org):
+    """The create's statements run on the driver's cursor (no autoflush): a membership
+    the caller added in the same transaction must still count."""
+    user = User(id=new_id("user"), email="bob@example.com", email_key="bob@example.com")
+    session.add(user)
+    session.add(
+        Membership(
+            id=new_id("mem"),
+            org_id=org.id,
+            user_id=user.id,
+            role="member",
+            public_metadata={},
+            private_metadata={},
+        )
+    )
+    with pytest.raises(AlreadyMember):
+        create_invitation(session, org, InvitationRequest(email="bob@example.com"), actor=SYSTEM)

@@ -41,10 +41,14 @@ def create_counters(session: Session, org_id: str) -> None:
 
 def adjust_counters(session: Session, org_id: str, deltas: Mapping[str, int]) -> None:
     """Apply ``{status: +n/-n}`` in the caller's transaction."""
-    connection = session.connection()
     for status, delta in deltas.items():
         if delta:
-            add_to_counter(connection, org_id, status, delta)
+            session.execute(
+                update(InvitationCounter)
+                .where(InvitationCounter.org_id == org_id, InvitationCounter.status == status)
+                .values(count=InvitationCounter.count + delta)
+                .execution_options(synchronize_session=False)
+            )
 
 
 def _add_to_counter_statement() -> Update:
@@ -62,7 +66,10 @@ _ADD_TO_COUNTER = PreparedStatement(_add_to_counter_statement)
 
 
 def add_to_counter(connection: Connection, org_id: str, status: str, delta: int) -> None:
-    """Add ``delta`` to one stored count, in the connection's (write) transaction."""
+    """Add ``delta`` to one stored count, in the connection's (write) transaction.
+
+    A prepared statement on the driver's cursor: no autoflush of the session's pending
+    objects (``adjust_counters`` is the session-level form)."""
     begin_writes(connection)
     _ADD_TO_COUNTER.run(connection, {"org_id": org_id, "counter_status": status, "delta": delta})
 

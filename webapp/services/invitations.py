@@ -637,6 +637,9 @@ def create_checked_invitation(
 
     connection = session.connection()
     begin_writes(connection)
+    # The statements below run on the driver's cursor, which does not autoflush: a
+    # membership the caller added just before must be seen by the member check.
+    session.flush()
     link = accept_url(raw_token)
     if (
         connection.dialect.name == "postgresql"
