@@ -1,7 +1,7 @@
 """REST API speed at a million invitations, on SQLite or PostgreSQL.
 
     .venv/bin/python bench/api_list.py [--count 1000000] [--database-url URL] [--reuse]
-                                       [--runs 3] [--seconds 10]
+                                       [--runs 3] [--seconds 10] [--only create]
 
 Seeds one organization (bench/seed.py; --reuse skips it when the database already holds
 the org 'big'), starts gunicorn with 2 workers, and with wrk (8 connections) measures:
@@ -74,6 +74,9 @@ def main() -> None:
     parser.add_argument("--reuse", action="store_true", help="the org 'big' is already seeded")
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--seconds", type=int, default=10)
+    parser.add_argument(
+        "--only", choices=["create"], help="measure only this case (default: every case)"
+    )
     args = parser.parse_args()
 
     app = scratch_app(args.database_url)
@@ -83,21 +86,24 @@ def main() -> None:
         _, secret = create_api_key(db.session, org=org, name="bench")
         db.session.commit()
 
-    with app.app_context():
-        rows = db.session.scalar(select(func.count()).where(Invitation.org_id == org_id))
-    depth = min(DEPTH_PAGES * PAGE, rows // 4)  # a small --count still gets a deep cursor
-    pages = depth // PAGE
     base = "/api/v1/organizations/big/invitations"
-    cases = {
-        "first page": base,
-        "first page, status=pending": f"{base}?status=pending",
-        f"{pages:,} pages deep (cursor)": (
-            f"{base}?starting_after={cursor_at(app, org_id, None, depth)}"
-        ),
-        f"{pages:,} pages deep, status=accepted": (
-            f"{base}?status=accepted&starting_after={cursor_at(app, org_id, 'accepted', depth)}"
-        ),
-    }
+    if args.only == "create":
+        cases = {}
+    else:
+        with app.app_context():
+            rows = db.session.scalar(select(func.count()).where(Invitation.org_id == org_id))
+        depth = min(DEPTH_PAGES * PAGE, rows // 4)  # a small --count still gets a deep cursor
+        pages = depth // PAGE
+        cases = {
+            "first page": base,
+            "first page, status=pending": f"{base}?status=pending",
+            f"{pages:,} pages deep (cursor)": (
+                f"{base}?starting_after={cursor_at(app, org_id, None, depth)}"
+            ),
+            f"{pages:,} pages deep, status=accepted": (
+                f"{base}?status=accepted&starting_after={cursor_at(app, org_id, 'accepted', depth)}"
+            ),
+        }
     env = {
         **os.environ,
         "ORGINVITES_DATABASE_URL": app.config["DATABASE_URL"],
@@ -113,7 +119,8 @@ def main() -> None:
     app_port, hello_port = free_port(), free_port()
     orginvites = gunicorn("webapp:create_app()", app_port, env)
     hello = gunicorn("bench.hello_app:app", hello_port, env)
-    results: dict[str, list] = {name: [] for name in [*cases, "hello", "create"]}
+    measured = ["create"] if args.only == "create" else [*cases, "hello", "create"]
+    results: dict[str, list] = {name: [] for name in measured}
     ratios = []
     try:
         for run in range(args.runs):
@@ -121,9 +128,10 @@ def main() -> None:
                 result = wrk(f"http://127.0.0.1:{app_port}{path}", [auth], args.seconds)
                 assert result.non_2xx == 0, (name, result)
                 results[name].append(result)
-            bare = wrk(f"http://127.0.0.1:{hello_port}/", [], args.seconds)
-            results["hello"].append(bare)
-            ratios.append(results["first page"][-1].rate / bare.rate)
+            if cases:
+                bare = wrk(f"http://127.0.0.1:{hello_port}/", [], args.seconds)
+                results["hello"].append(bare)
+                ratios.append(results["first page"][-1].rate / bare.rate)
             created = wrk(f"http://127.0.0.1:{app_port}{base}", [auth], args.seconds, str(script))
             assert created.non_2xx == 0, created
             results["create"].append(created)
@@ -140,7 +148,8 @@ def main() -> None:
         p99 = median([v.p99_ms for v in values])
         rate = median([v.rate for v in values])
         print(f"{name:40} {p50:8.2f} {p99:8.2f} {rate:8.0f}")
-    print(f"first page / hello throughput: {median(ratios):.1%}")
+    if ratios:
+        print(f"first page / hello throughput: {median(ratios):.1%}")
 
 
 if __name__ == "__main__":

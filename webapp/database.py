@@ -98,6 +98,40 @@ _BULK_CHECKPOINTS = "orginvites_bulk_checkpoints"
 # deferred (a shared read lock in WAL mode), so readers never queue behind each other.
 sqlite_reads_only: ContextVar[bool] = ContextVar("sqlite_reads_only", default=False)
 
+# True while serving a request that reads first and writes at the end (an API create):
+# its SQLite statements run outside any transaction until ``begin_writes`` (or the
+# first statement that is not a SELECT) opens the ``BEGIN IMMEDIATE`` transaction, so
+# the write lock is held for the writes only, not for the reads and the CPU work
+# before them.
+sqlite_late_writes: ContextVar[bool] = ContextVar("sqlite_late_writes", default=False)
+
+
+def begin_writes(connection: sa.Connection) -> None:
+    """Open the write transaction now, if the connection's is not open yet.
+
+    Only SQLite connections under ``sqlite_late_writes`` can be without one: everywhere
+    else this does nothing (the transaction began with the first statement). Call it
+    before the checks that must hold until the commit (a member check, a quota).
+    """
+    if connection.dialect.name != "sqlite":
+        return
+    dbapi_connection = connection.connection.dbapi_connection
+    if dbapi_connection.in_transaction:
+        return
+    _take_turn_and(dbapi_connection, lambda: connection.exec_driver_sql("BEGIN IMMEDIATE"))
+
+
+def _take_turn_and(dbapi_connection: Any, begin: Any) -> None:
+    if isinstance(dbapi_connection, TurnTakingConnection):
+        # Wait for the writers before this one (see webapp.sqlite_writers).
+        dbapi_connection.take_write_turn()
+    try:
+        begin()
+    except BaseException:
+        if isinstance(dbapi_connection, TurnTakingConnection):
+            dbapi_connection.end_write_turn()
+        raise
+
 
 # A pooled PostgreSQL connection idle longer than this is pinged before use.
 PING_AFTER_IDLE_SECONDS = 10.0
@@ -175,16 +209,23 @@ def configure_engine(
         if sqlite_reads_only.get():
             connection.exec_driver_sql("BEGIN")
             return
-        dbapi_connection = connection.connection.dbapi_connection
-        if isinstance(dbapi_connection, TurnTakingConnection):
-            # Wait for the writers before this one (see webapp.sqlite_writers).
-            dbapi_connection.take_write_turn()
-        try:
-            connection.exec_driver_sql("BEGIN IMMEDIATE")
-        except BaseException:
-            if isinstance(dbapi_connection, TurnTakingConnection):
-                dbapi_connection.end_write_turn()
-            raise
+        if sqlite_late_writes.get():
+            return  # reads run on their own until begin_writes (see sqlite_late_writes)
+        begin_writes(connection)
+
+    @event.listens_for(engine, "before_cursor_execute")
+    def _sqlite_write_begins(
+        connection: sa.Connection, _cursor: Any, statement: str, *_args: Any
+    ) -> None:
+        # Under sqlite_late_writes, whatever is not a SELECT writes (or opens a
+        # savepoint): it runs inside the BEGIN IMMEDIATE transaction, never on its own.
+        # (SQLAlchemy wraps a failure here like the statement's own.)
+        if sqlite_late_writes.get() and not statement.startswith(("SELECT", "BEGIN")):
+            dbapi_connection = connection.connection.dbapi_connection
+            if not dbapi_connection.in_transaction:
+                _take_turn_and(
+                    dbapi_connection, lambda: dbapi_connection.execute("BEGIN IMMEDIATE")
+                )
 
 
 def sqlite_bulk_batch(session: Any) -> None:

@@ -123,6 +123,7 @@ def _request(body: schemas.InvitationCreate) -> InvitationRequest:
     response=schemas.Invitation,
     status=201,
     problems=("validation_failed", "already_invited", "already_member", "quota_exceeded"),
+    late_writes=True,
 )
 def create(call: ApiCall, org: str) -> Answer:
     """Invite one address. The email is queued in the same transaction (unless

@@ -35,6 +35,7 @@ from webapp.api.problems import ApiProblem
 from webapp.api.problems import problem_from_service_error
 from webapp.api.rate_limits import count_request
 from webapp.clock import utcnow
+from webapp.database import sqlite_late_writes
 from webapp.extensions import db
 from webapp.services.errors import FieldError
 from webapp.services.errors import ServiceError
@@ -67,6 +68,8 @@ class Operation:
     body_array_max: int = 0
     problems: tuple[str, ...] = ()
     instance_only: bool = False
+    # Reads first, writes at the end (see webapp.database.sqlite_late_writes).
+    late_writes: bool = False
 
     @property
     def has_body(self) -> bool:
@@ -109,8 +112,14 @@ def operation(
     body_array_max: int = 0,
     problems: tuple[str, ...] = (),
     instance_only: bool = False,
+    late_writes: bool = False,
 ):
-    """Declare and register an API endpoint (see the module docstring)."""
+    """Declare and register an API endpoint (see the module docstring).
+
+    ``late_writes``: the view's service opens the write transaction itself, after its
+    reads (``webapp.database.begin_writes``); on SQLite the write lock is then held for
+    the writes only.
+    """
 
     def decorate(view: Callable[..., Answer]) -> Callable[..., Response]:
         spec = Operation(
@@ -128,12 +137,19 @@ def operation(
             body_array_max=body_array_max,
             problems=problems,
             instance_only=instance_only,
+            late_writes=late_writes,
         )
         OPERATIONS.append(spec)
 
         @wraps(view)
         def handle(**path_args: str) -> Response:
-            return _run(spec, view, path_args)
+            if not spec.late_writes:
+                return _run(spec, view, path_args)
+            token = sqlite_late_writes.set(True)
+            try:
+                return _run(spec, view, path_args)
+            finally:
+                sqlite_late_writes.reset(token)
 
         blueprint.add_url_rule(rule, view.__name__, handle, methods=[method])
         return handle

@@ -13,6 +13,7 @@ from flask import request
 from sqlalchemy.orm import Session
 
 from webapp.clock import utcnow
+from webapp.database import sqlite_late_writes
 from webapp.extensions import db
 from webapp.models import Organization
 from webapp.services.actors import Actor
@@ -58,8 +59,8 @@ def authenticate_request(*, accept_x_api_key: bool = False) -> ApiPrincipal | No
     """The principal behind this request's key, or None (missing, unknown or revoked).
 
     The lookup runs on the request's session. The key's last-used time is written at
-    most once a minute: within the request's transaction when it writes anyway, else on
-    a short connection of its own, so that a read request stays a read.
+    most once a minute: within the request's transaction when it writes anyway, else
+    (reads, late writers) on a short connection of its own.
     """
     raw = key_from_headers(accept_x_api_key=accept_x_api_key)
     if raw is None:
@@ -69,7 +70,9 @@ def authenticate_request(*, accept_x_api_key: bool = False) -> ApiPrincipal | No
         return None
     now = utcnow()
     if last_used_is_stale(key, now):
-        if request.method in ("GET", "HEAD"):
+        # A read request stays a read; a late writer (webapp.database) takes the write
+        # lock for its own writes only.
+        if request.method in ("GET", "HEAD") or sqlite_late_writes.get():
             with db.engine.begin() as connection:
                 record_key_use(connection, key.id, now)
         else:

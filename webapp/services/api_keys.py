@@ -7,7 +7,6 @@ import secrets
 from dataclasses import dataclass
 from datetime import datetime
 from datetime import timedelta
-from functools import cache
 
 from sqlalchemy import Connection
 from sqlalchemy import Select
@@ -24,6 +23,7 @@ from webapp.models import Organization
 from webapp.services.errors import FieldError
 from webapp.services.errors import NotFound
 from webapp.services.errors import ValidationFailed
+from webapp.services.prepared import PreparedStatement
 from webapp.services.validation import required_text
 
 KEY_PREFIX = "oik_"
@@ -75,16 +75,18 @@ def find_live_api_key(connection: Connection, raw: str) -> LiveKey | None:
     """The unrevoked key matching ``raw``; None for anything else (reads only)."""
     if not isinstance(raw, str) or not raw.startswith(KEY_PREFIX) or len(raw) > 100:
         return None
-    row = connection.execute(_live_key_statement(), {"key_hash": _hash_key(raw)}).first()
-    return LiveKey(row.id, row.org_id, row.name, row.last_used_at) if row else None
+    rows = _LIVE_KEY.run(connection, {"key_hash": _hash_key(raw)})
+    return LiveKey(*rows[0]) if rows else None
 
 
-@cache
 def _live_key_statement() -> Select:
-    """Built once: every API request runs it."""
     return select(ApiKey.id, ApiKey.org_id, ApiKey.name, ApiKey.last_used_at).where(
         ApiKey.key_hash == bindparam("key_hash"), ApiKey.revoked_at.is_(None)
     )
+
+
+# Compiled once, run on the driver's cursor: every API request runs it.
+_LIVE_KEY = PreparedStatement(_live_key_statement)
 
 
 def last_used_is_stale(key: LiveKey, now: datetime) -> bool:

@@ -23,12 +23,14 @@ from collections.abc import Callable
 from collections.abc import Sequence
 from datetime import UTC
 from datetime import datetime
+from functools import lru_cache
 from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
 from webapp.database import UTCDateTime
+from webapp.database import begin_writes
 
 Converter = Callable[[Any], Any]
 
@@ -150,13 +152,22 @@ class RowWriter:
         return out
 
 
+@lru_cache(maxsize=64)
+def row_writer(table: sa.Table, keys: tuple[str, ...], dialect: str) -> RowWriter:
+    """The writer for rows with these keys, built once (a single create uses three)."""
+    return RowWriter(table, keys, dialect)
+
+
 def _dialect(session: Session) -> str:
     return session.get_bind().dialect.name
 
 
 def _dbapi_cursor(session: Session):
-    # session.connection() opens the transaction (BEGIN IMMEDIATE on SQLite) first.
-    return session.connection().connection.cursor()
+    # session.connection() opens the transaction (BEGIN IMMEDIATE on SQLite) first;
+    # under late writes (webapp.database) begin_writes opens it.
+    connection = session.connection()
+    begin_writes(connection)
+    return connection.connection.cursor()
 
 
 def _column_list(names: Sequence[str]) -> str:
@@ -167,15 +178,22 @@ def _placeholder(dialect: str) -> str:
     return "%s" if dialect == "postgresql" else "?"
 
 
+@lru_cache(maxsize=256)
+def _insert_sql(table_name: str, names: tuple[str, ...], dialect: str, rows: int, tail: str) -> str:
+    marks = "(" + ", ".join([_placeholder(dialect)] * len(names)) + ")"
+    return (
+        f"INSERT INTO {table_name} ({_column_list(names)}) VALUES "
+        + ", ".join([marks] * rows)
+        + tail
+    )
+
+
 def _insert_values_returning(
     cursor, dialect: str, table: sa.Table, writer: RowWriter, values: list, tail: str
 ) -> list[Any]:
     """One multi-row ``INSERT … VALUES (…), (…) <tail>``; the first returned column."""
-    marks = "(" + ", ".join([_placeholder(dialect)] * len(writer.names)) + ")"
     cursor.execute(
-        f"INSERT INTO {table.name} ({_column_list(writer.names)}) VALUES "
-        + ", ".join([marks] * len(values))
-        + tail,
+        _insert_sql(table.name, tuple(writer.names), dialect, len(values), tail),
         [v for row in values for v in row],
     )
     return [r[0] for r in cursor.fetchall()]
@@ -186,18 +204,16 @@ def insert_rows(session: Session, table: sa.Table, rows: Sequence[dict[str, Any]
     if not rows:
         return
     dialect = _dialect(session)
-    writer = RowWriter(table, list(rows[0]), dialect)
+    writer = row_writer(table, tuple(rows[0]), dialect)
     values = writer.values(rows)
     cursor = _dbapi_cursor(session)
     try:
         if dialect == "postgresql" and len(rows) >= POSTGRES_COPY_MIN_ROWS:
             _copy(cursor, table.name, writer.names, values)
+        elif len(values) == 1:
+            cursor.execute(_insert_sql(table.name, tuple(writer.names), dialect, 1, ""), values[0])
         else:
-            marks = ", ".join([_placeholder(dialect)] * len(writer.names))
-            cursor.executemany(
-                f"INSERT INTO {table.name} ({_column_list(writer.names)}) VALUES ({marks})",
-                values,
-            )
+            cursor.executemany(_insert_sql(table.name, tuple(writer.names), dialect, 1, ""), values)
     finally:
         cursor.close()
 
@@ -226,7 +242,7 @@ def insert_skipping_conflicts(
     if not rows:
         return set()
     dialect = _dialect(session)
-    writer = RowWriter(table, list(rows[0]), dialect)
+    writer = row_writer(table, tuple(rows[0]), dialect)
     values = writer.values(rows)
     columns = _column_list(writer.names)
     tail = f" ON CONFLICT {conflict} DO NOTHING RETURNING {returning}"

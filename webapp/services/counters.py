@@ -8,10 +8,13 @@ from datetime import datetime
 from functools import cache
 from typing import Any
 
+from sqlalchemy import BigInteger
 from sqlalchemy import ColumnElement
+from sqlalchemy import Connection
 from sqlalchemy import ScalarSelect
 from sqlalchemy import Select
 from sqlalchemy import Text
+from sqlalchemy import Update
 from sqlalchemy import bindparam
 from sqlalchemy import cast
 from sqlalchemy import delete
@@ -22,10 +25,12 @@ from sqlalchemy import update
 from sqlalchemy.orm import Session
 
 from webapp.clock import utcnow
+from webapp.database import begin_writes
 from webapp.models import Invitation
 from webapp.models import InvitationCounter
 from webapp.models import InvitationStatus
 from webapp.models.invitations import STATUS_VALUES
+from webapp.services.prepared import PreparedStatement
 
 
 def create_counters(session: Session, org_id: str) -> None:
@@ -46,6 +51,29 @@ def adjust_counters(session: Session, org_id: str, deltas: Mapping[str, int]) ->
                 .values(count=InvitationCounter.count + delta)
                 .execution_options(synchronize_session=False)
             )
+
+
+def _add_to_counter_statement() -> Update:
+    return (
+        update(InvitationCounter)
+        .where(
+            InvitationCounter.org_id == bindparam("org_id"),
+            InvitationCounter.status == bindparam("counter_status"),
+        )
+        .values(count=InvitationCounter.count + bindparam("delta", type_=BigInteger))
+    )
+
+
+_ADD_TO_COUNTER = PreparedStatement(_add_to_counter_statement)
+
+
+def add_to_counter(connection: Connection, org_id: str, status: str, delta: int) -> None:
+    """Add ``delta`` to one stored count, in the connection's (write) transaction.
+
+    A prepared statement on the driver's cursor: no autoflush of the session's pending
+    objects (``adjust_counters`` is the session-level form)."""
+    begin_writes(connection)
+    _ADD_TO_COUNTER.run(connection, {"org_id": org_id, "counter_status": status, "delta": delta})
 
 
 def _pending_conditions(org_id: Any) -> list[ColumnElement[bool]]:

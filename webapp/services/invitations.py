@@ -5,13 +5,17 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from dataclasses import field
+from datetime import UTC
 from datetime import datetime
 from datetime import timedelta
+from functools import cache
 from typing import Any
 
 from flask import current_app
 from sqlalchemy import ColumnElement
+from sqlalchemy import Connection
 from sqlalchemy import String
+from sqlalchemy import Table
 from sqlalchemy import any_
 from sqlalchemy import bindparam
 from sqlalchemy import exists
@@ -21,12 +25,17 @@ from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.orm import Session
 
 from webapp.clock import utcnow
+from webapp.database import begin_writes
+from webapp.ids import new_id
 from webapp.ids import new_ids
+from webapp.models import AuditEvent
 from webapp.models import DeliveryStatus
 from webapp.models import Invitation
 from webapp.models import InvitationStatus
 from webapp.models import Membership
 from webapp.models import Organization
+from webapp.models import OrgRole
+from webapp.models import OutboxMessage
 from webapp.models import Project
 from webapp.models import User
 from webapp.models.invitations import PENDING_ONLY
@@ -34,7 +43,8 @@ from webapp.services.actors import Actor
 from webapp.services.audit import event_row
 from webapp.services.audit import record_events
 from webapp.services.bulk_rows import insert_skipping_conflicts
-from webapp.services.counters import adjust_counters
+from webapp.services.bulk_rows import row_writer
+from webapp.services.counters import add_to_counter
 from webapp.services.counters import status_totals
 from webapp.services.errors import AlreadyInvited
 from webapp.services.errors import AlreadyMember
@@ -43,15 +53,20 @@ from webapp.services.errors import NotFound
 from webapp.services.errors import QuotaExceeded
 from webapp.services.errors import ServiceError
 from webapp.services.errors import ValidationFailed
+from webapp.services.expiry import expire_lapsed_for_address
 from webapp.services.expiry import expire_lapsed_for_addresses
 from webapp.services.organizations import MAX_EXPIRY_SECONDS
 from webapp.services.organizations import MIN_EXPIRY_SECONDS
 from webapp.services.outbox import enqueue_email
 from webapp.services.outbox import enqueue_emails
 from webapp.services.outbox import outbox_row
+from webapp.services.prepared import PreparedStatement
+from webapp.services.prepared import attached
 from webapp.services.tokens import accept_url
 from webapp.services.tokens import hash_token
+from webapp.services.tokens import new_token
 from webapp.services.tokens import new_tokens
+from webapp.services.tokens import seal_for_outbox
 from webapp.services.tokens import seal_many_for_outbox
 from webapp.services.validation import check_metadata
 from webapp.services.validation import check_redirect_url
@@ -249,6 +264,13 @@ class InvitationChecker:
         return value
 
     def _role(self, role: str) -> FieldError | None:
+        # Roles not loaded (an API request): one index probe instead of loading them.
+        if (
+            "roles" not in self.org.__dict__
+            and isinstance(role, str)
+            and _ROLE_EXISTS.run(self.session.connection(), {"org_id": self.org.id, "key": role})
+        ):
+            return None
         if self.org.role(role) is None:
             return FieldError(
                 "role",
@@ -342,6 +364,13 @@ def _grants_key(grants: object) -> object:
     ):
         return tuple(tuple(sorted(g.items())) for g in grants)
     return [grants]  # unhashable: checked every time
+
+
+_ROLE_EXISTS = PreparedStatement(
+    lambda: select(OrgRole.id).where(
+        OrgRole.org_id == bindparam("org_id"), OrgRole.key == bindparam("key")
+    )
+)
 
 
 def _role_keys(org: Organization) -> str:
@@ -529,42 +558,13 @@ def create_checked_invitations(
             return result
         check_quota(session, org, now, adding=len(fresh))
     fresh.sort(key=lambda i: keys[i])
-    inviter_user_id = actor.user_id
-    inviter_api_key_id = actor.api_key_id
-    pending = InvitationStatus.PENDING.value
-    queued, not_sent = DeliveryStatus.QUEUED.value, DeliveryStatus.NOT_SENT.value
-    org_id = org.id
     # Ids and tokens for the whole batch at once (one read of random bytes each).
     ids = new_ids("inv", len(fresh))
     tokens = new_tokens(len(fresh))
-    rows: list[dict[str, Any]] = []
-    for i, invitation_id, (_, token_hash) in zip(fresh, ids, tokens, strict=True):
-        checked = requests[i]
-        rows.append(
-            {
-                "id": invitation_id,
-                "org_id": org_id,
-                "email": checked.email,
-                "email_key": checked.email_key,
-                "role": checked.role,
-                "status": pending,
-                "source": source,
-                "inviter_user_id": inviter_user_id,
-                "inviter_api_key_id": inviter_api_key_id,
-                "public_metadata": checked.public_metadata,
-                "private_metadata": checked.private_metadata,
-                "redirect_url": checked.redirect_url,
-                "project_grants": checked.project_grants,
-                "message": checked.message,
-                "token_hash": token_hash,
-                "created_at": now,
-                "updated_at": now,
-                "expires_at": checked.expires_at,
-                "send_count": 1,
-                "last_sent_at": now,
-                "delivery_status": queued if checked.notify else not_sent,
-            }
-        )
+    rows = [
+        _invitation_row(org, requests[i], actor, source, now, token_hash, invitation_id)
+        for i, invitation_id, (_, token_hash) in zip(fresh, ids, tokens, strict=True)
+    ]
     inserted = _insert_skipping_pending(session, rows)
     events: list[dict[str, Any]] = []
     notified: list[tuple[dict[str, Any], str]] = []
@@ -576,19 +576,8 @@ def create_checked_invitations(
             result.already_invited.append(i)
             continue
         result.created.append(CreatedInvitation(i, invitation_id, raw_token))
-        data = {"email": row["email"], "role": row["role"], "source": source}
-        if event_data:
-            data.update(event_data)
         events.append(
-            event_row(
-                "invitation.created",
-                actor=actor,
-                org_id=org_id,
-                invitation_id=invitation_id,
-                data=data,
-                now=now,
-                event_id=next(event_ids),
-            )
+            _created_event(org, row, actor, source, now, event_data, event_id=next(event_ids))
         )
         if requests[i].notify:
             notified.append((row, raw_token))
@@ -600,7 +589,7 @@ def create_checked_invitations(
             kind="invitation",
             to_email=row["email"],
             sealed_token=sealed_token,
-            org_id=org_id,
+            org_id=org.id,
             invitation_id=row["id"],
             now=now,
             message_id=message_id,
@@ -608,9 +597,12 @@ def create_checked_invitations(
         for (row, _), sealed_token, message_id in zip(notified, sealed, message_ids, strict=True)
     ]
     if result.created:
-        adjust_counters(session, org.id, {InvitationStatus.PENDING.value: len(result.created)})
         record_events(session, events)
         enqueue_emails(session, emails)
+        # Last: on PostgreSQL the counter row's lock is held until the commit.
+        add_to_counter(
+            session.connection(), org.id, InvitationStatus.PENDING.value, len(result.created)
+        )
     result.created.sort(key=lambda c: c.index)
     result.already_invited.sort()
     return result
@@ -632,18 +624,238 @@ def create_invitation(
     """
     now = utcnow()
     checked = check_invitation_request(session, org, request, now)
-    outcome = create_checked_invitations(
-        session, org, [checked], actor=actor, source=source, now=now
+    return create_checked_invitation(session, org, checked, actor=actor, source=source, now=now)
+
+
+def create_checked_invitation(
+    session: Session,
+    org: Organization,
+    checked: CheckedRequest,
+    *,
+    actor: Actor,
+    source: str,
+    now: datetime,
+) -> IssuedInvitation:
+    """``create_checked_invitations`` for one request, in as few statements as it takes.
+
+    The same rules in the same order: a member is refused, a lapsed pending invitation
+    of the address is expired first, the quota is checked, and the partial unique index
+    decides between racing callers (INSERT … ON CONFLICT DO NOTHING). Everything that
+    needs no database — the token, its sealed copy for the outbox, the rows — is done
+    before the first write: under late writes on SQLite (an API create) that is before
+    ``BEGIN IMMEDIATE``, so the write lock is held for the statements alone.
+    """
+    raw_token, token_hash = new_token()
+    row = _invitation_row(org, checked, actor, source, now, token_hash)
+    event = _created_event(org, row, actor, source, now, None)
+    email = (
+        outbox_row(
+            kind="invitation",
+            to_email=row["email"],
+            sealed_token=seal_for_outbox(raw_token),
+            org_id=org.id,
+            invitation_id=row["id"],
+            now=now,
+        )
+        if checked.notify
+        else None
     )
-    if outcome.already_member:
+
+    connection = session.connection()
+    begin_writes(connection)
+    # The statements below run on the driver's cursor, which does not autoflush: a
+    # membership the caller added just before must be seen by the member check.
+    session.flush()
+    link = accept_url(raw_token)
+    if (
+        connection.dialect.name == "postgresql"
+        and org.invite_quota is None
+        and _insert_created_postgres(connection, row, event, email, org.id)
+    ):
+        return IssuedInvitation(invitation=_loaded(session, row), accept_url=link)
+    # Nothing went in on PostgreSQL's one-statement path (a member, a pending invitation
+    # of the address, live or lapsed, or a racer's), or a quota to check first, or
+    # SQLite (whose statements cost no round trip): one step at a time.
+    [(member, pending_id, pending_expires_at)] = _ADDRESS_STATE.run(
+        connection, {"org_id": org.id, "email_key": checked.email_key}
+    )
+    if member:
         raise AlreadyMember(checked.email, org.name)
-    if outcome.already_invited:
+    if pending_id is not None:
+        if pending_expires_at > utcnow():
+            raise AlreadyInvited(checked.email, pending_id)
+        # Lapsed: it reads as expired everywhere; make that true in the table too, so
+        # it no longer holds the one-pending-per-address index.
+        expire_lapsed_for_address(session, org.id, checked.email_key)
+    check_quota(session, org, now)
+    if not _insert_skipping_pending(session, [row]):
+        # A concurrent caller's pending invitation for this address won.
         existing = find_pending_invitation(session, org.id, checked.email_key)
         raise AlreadyInvited(checked.email, existing.id if existing else None)
-    created = outcome.created[0]
-    invitation = session.get(Invitation, created.invitation_id)
-    assert invitation is not None
-    return IssuedInvitation(invitation=invitation, accept_url=accept_url(created.raw_token))
+    record_events(session, [event])
+    if email is not None:
+        enqueue_emails(session, [email])
+    add_to_counter(connection, org.id, InvitationStatus.PENDING.value, 1)
+    return IssuedInvitation(invitation=_loaded(session, row), accept_url=link)
+
+
+def _insert_created_postgres(
+    connection: Connection,
+    row: dict[str, Any],
+    event: dict[str, Any],
+    email: dict[str, Any] | None,
+    org_id: str,
+) -> bool:
+    """PostgreSQL, one round trip: the invitation (unless the address is a member's or
+    already has a pending invitation: ON CONFLICT on the partial unique index), and only
+    if it went in, its audit event, its outbox email and the pending counter (last: its
+    row lock is held until the commit). True if the invitation went in."""
+    tables = [Invitation.__table__, AuditEvent.__table__]
+    rows = [row, event]
+    if email is not None:
+        tables.append(OutboxMessage.__table__)
+        rows.append(email)
+    writers = [row_writer(t, tuple(r), "postgresql") for t, r in zip(tables, rows, strict=True)]
+    values: list[Any] = [*writers[0].values([row])[0], org_id, row["email_key"]]
+    for writer, other in zip(writers[1:], rows[1:], strict=True):
+        values.extend(writer.values([other])[0])
+    values.append(org_id)
+    cursor = connection.connection.dbapi_connection.cursor()
+    try:
+        cursor.execute(_created_sql_postgres(tuple(tables)), values)
+        return cursor.fetchone() is not None
+    finally:
+        cursor.close()
+
+
+@cache
+def _created_sql_postgres(tables: tuple[Table, ...]) -> str:
+    from sqlalchemy.dialects import postgresql
+
+    dialect = postgresql.dialect()
+
+    def typed_values(table: Table) -> tuple[str, str]:
+        names = ", ".join(f'"{c.name}"' for c in table.columns)
+        casts = ", ".join(f"CAST(%s AS {c.type.compile(dialect=dialect)})" for c in table.columns)
+        return names, casts
+
+    names, casts = typed_values(tables[0])
+    parts = [
+        f"WITH inserted AS (INSERT INTO {tables[0].name} ({names}) SELECT {casts} "
+        "WHERE NOT EXISTS (SELECT 1 FROM memberships JOIN users ON users.id = "
+        "memberships.user_id WHERE memberships.org_id = %s AND users.email_key = %s) "
+        f"ON CONFLICT {PENDING_CONFLICT_TARGET} DO NOTHING RETURNING id)"
+    ]
+    for number, table in enumerate(tables[1:]):
+        names, casts = typed_values(table)
+        parts.append(
+            f"written_{number} AS (INSERT INTO {table.name} ({names}) SELECT {casts} FROM inserted)"
+        )
+    parts.append(
+        "counted AS (UPDATE invitation_counters SET count = invitation_counters.count + 1 "
+        "FROM inserted WHERE invitation_counters.org_id = %s "
+        "AND invitation_counters.status = 'pending')"
+    )
+    return ", ".join(parts) + " SELECT id FROM inserted"
+
+
+def _address_state_statement():
+    """Whether the address belongs to a member, and its pending invitation (id, expiry):
+    one statement, two index probes."""
+    org_id = bindparam("org_id")
+    email_key = bindparam("email_key")
+    member = exists().where(
+        Membership.org_id == org_id, Membership.user_id == User.id, User.email_key == email_key
+    )
+    # The literal predicate lets both planners use the partial unique index.
+    pending = (Invitation.org_id == org_id, Invitation.email_key == email_key, PENDING_ONLY)
+    return select(
+        member.label("is_member"),
+        select(Invitation.id).where(*pending).scalar_subquery(),
+        select(Invitation.expires_at).where(*pending).scalar_subquery(),
+    )
+
+
+_ADDRESS_STATE = PreparedStatement(_address_state_statement)
+
+
+def _invitation_row(
+    org: Organization,
+    checked: CheckedRequest,
+    actor: Actor,
+    source: str,
+    now: datetime,
+    token_hash: str,
+    invitation_id: str | None = None,
+) -> dict[str, Any]:
+    """Every column of a new pending invitation (the ORM object is built from the same)."""
+    return {
+        "id": invitation_id or new_id("inv"),
+        "org_id": org.id,
+        "email": checked.email,
+        "email_key": checked.email_key,
+        "role": checked.role,
+        "status": InvitationStatus.PENDING.value,
+        "source": source,
+        "inviter_user_id": actor.user_id,
+        "inviter_api_key_id": actor.api_key_id,
+        "public_metadata": checked.public_metadata,
+        "private_metadata": checked.private_metadata,
+        "redirect_url": checked.redirect_url,
+        "project_grants": checked.project_grants,
+        "message": checked.message,
+        "token_hash": token_hash,
+        "created_at": now,
+        "updated_at": now,
+        "expires_at": checked.expires_at,
+        "send_count": 1,
+        "last_sent_at": now,
+        "delivery_status": (
+            DeliveryStatus.QUEUED.value if checked.notify else DeliveryStatus.NOT_SENT.value
+        ),
+    }
+
+
+# Columns a new invitation leaves empty: set on the ORM object so that none loads.
+_EMPTY_AT_CREATION = {
+    "accepted_at": None,
+    "declined_at": None,
+    "revoked_at": None,
+    "revoked_by_user_id": None,
+    "revoked_by_api_key_id": None,
+    "accepted_user_id": None,
+    "delivery_error": None,
+}
+
+
+def _created_event(
+    org: Organization,
+    row: dict[str, Any],
+    actor: Actor,
+    source: str,
+    now: datetime,
+    event_data: dict[str, Any] | None,
+    event_id: str | None = None,
+) -> dict[str, Any]:
+    data = {"email": row["email"], "role": row["role"], "source": source}
+    if event_data:
+        data.update(event_data)
+    return event_row(
+        "invitation.created",
+        actor=actor,
+        org_id=org.id,
+        invitation_id=row["id"],
+        data=data,
+        now=now,
+        event_id=event_id,
+    )
+
+
+def _loaded(session: Session, row: dict[str, Any]) -> Invitation:
+    """The just-inserted invitation as a persistent ORM object, without reading it back:
+    built from the values written (as a read would give them: UTC datetimes)."""
+    values = {**row, **_EMPTY_AT_CREATION, "expires_at": row["expires_at"].astimezone(UTC)}
+    return attached(session, Invitation, values)
 
 
 def create_invitations(

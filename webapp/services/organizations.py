@@ -34,6 +34,8 @@ from webapp.services.errors import Conflict
 from webapp.services.errors import FieldError
 from webapp.services.errors import NotFound
 from webapp.services.errors import ValidationFailed
+from webapp.services.prepared import PreparedStatement
+from webapp.services.prepared import attached
 from webapp.services.validation import check_redirect_url
 from webapp.services.validation import clean_text
 from webapp.services.validation import normalize_origin
@@ -189,12 +191,29 @@ def add_admin_member(
 def get_organization(session: Session, ref: str, *, with_roles: bool = True) -> Organization:
     """Find an organization by slug or id, or raise NotFound naming the reference.
 
-    ``with_roles=False`` skips loading the roles up front (they load when first used).
+    ``with_roles=False`` skips loading the roles up front (they load when first used),
+    and reads the row with a prepared statement (every API request looks its
+    organization up).
     """
+    if not with_roles and isinstance(ref, str):
+        rows = _ORGANIZATION_ROW.run(session.connection(), {"ref": ref})
+        if not rows:
+            raise NotFound(f"no organization {ref!r}")
+        return attached(
+            session, Organization, dict(zip(_ORGANIZATION_COLUMNS, rows[0], strict=True))
+        )
     org = session.scalar(_organization_statement(with_roles), {"ref": ref})
     if org is None:
         raise NotFound(f"no organization {ref!r}")
     return org
+
+
+_ORGANIZATION_COLUMNS = tuple(c.key for c in Organization.__table__.columns)
+_ORGANIZATION_ROW = PreparedStatement(
+    lambda: select(*Organization.__table__.columns).where(
+        or_(Organization.slug == bindparam("ref"), Organization.id == bindparam("ref"))
+    )
+)
 
 
 @cache

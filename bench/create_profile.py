@@ -1,0 +1,165 @@
+"""In-process cost of one API create: CPU time, statements and Python calls per request.
+
+    .venv/bin/python bench/create_profile.py [--database-url URL] [--count 20000]
+                                             [--requests 500] [--profile N]
+
+Seeds an organization 'big' with COUNT invitations (skipped when the database already
+has it: point --database-url at a copy of a seeded database), then sends REQUESTS
+``POST /api/v1/organizations/big/invitations`` (notify=false, unique addresses) through
+the Flask test client with an API key, and prints the median and p90 CPU time
+(``time.process_time``) per request, the statements per request (every statement the
+driver runs), and with
+--profile the top N functions of a cProfile of the same loop.
+"""
+
+from __future__ import annotations
+
+import argparse
+import cProfile
+import pstats
+import statistics
+import sys
+import time
+import uuid
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from sqlalchemy import event  # noqa: E402
+from sqlalchemy import select  # noqa: E402
+
+from bench.common import scratch_app  # noqa: E402
+from webapp.extensions import db  # noqa: E402
+from webapp.models import Organization  # noqa: E402
+from webapp.services.api_keys import create_api_key  # noqa: E402
+
+
+def _counting_cursor(base, statements: list[str]):
+    class CountingCursor(base):
+        def execute(self, query, params=None, **kwargs):
+            statements.append(str(query))
+            return super().execute(query, params, **kwargs)
+
+        def executemany(self, query, params_seq, **kwargs):
+            statements.append(str(query))
+            return super().executemany(query, params_seq, **kwargs)
+
+    return CountingCursor
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--database-url")
+    parser.add_argument("--count", type=int, default=20_000)
+    parser.add_argument("--requests", type=int, default=500)
+    parser.add_argument("--profile", type=int, default=0, help="print the top N functions")
+    parser.add_argument("--show-sql", action="store_true", help="print one request's SQL")
+    parser.add_argument(
+        "--sqlite-pragma", action="append", default=[], help="run PRAGMA X on each connection"
+    )
+    args = parser.parse_args()
+
+    app = scratch_app(
+        args.database_url,
+        API_RATE_LIMIT_PER_KEY="100000000/minute",
+        API_RATE_LIMIT_PER_ORG="100000000/minute",
+    )
+    with app.app_context():
+        org = db.session.scalar(select(Organization).where(Organization.slug == "big"))
+        if org is None:
+            from bench.seed import seed
+
+            seed(app, args.count)
+            org = db.session.scalar(select(Organization).where(Organization.slug == "big"))
+        _, secret = create_api_key(db.session, org=org, name="create-profile")
+        db.session.commit()
+        engine = db.engine
+
+    statements: list[str] = []
+
+    # Every statement the driver runs, SQLAlchemy's and raw cursors' alike (BEGIN and
+    # COMMIT included on SQLite, where the app sends them itself).
+    @event.listens_for(engine, "connect")
+    def _pragmas(dbapi_connection, _record):
+        for pragma in args.sqlite_pragma:
+            dbapi_connection.execute(f"PRAGMA {pragma}")
+
+    engine.dispose()
+    tracing: list[bool] = []
+
+    @event.listens_for(engine, "connect")
+    def _trace(dbapi_connection, _record):
+        if not tracing:
+            return
+        if engine.dialect.name == "sqlite":
+            dbapi_connection.set_trace_callback(statements.append)
+        else:
+            dbapi_connection.cursor_factory = _counting_cursor(
+                dbapi_connection.cursor_factory, statements
+            )
+
+    client = app.test_client()
+    headers = {"Authorization": f"Bearer {secret}"}
+    prefix = uuid.uuid4().hex[:8]
+    path = "/api/v1/organizations/big/invitations"
+
+    def create(n: int) -> None:
+        response = client.post(
+            path,
+            json={"email": f"p{prefix}-{n}@profile.example.com", "notify": False},
+            headers=headers,
+        )
+        assert response.status_code == 201, response.get_data(as_text=True)
+
+    for n in range(20):  # warm up: statement caches, pool, first-use imports
+        create(-n - 1)
+
+    cpu: list[float] = []
+    wall: list[float] = []
+    for n in range(args.requests):
+        started, started_wall = time.process_time(), time.perf_counter()
+        create(n)
+        cpu.append((time.process_time() - started) * 1000)
+        wall.append((time.perf_counter() - started_wall) * 1000)
+    cpu.sort()
+    wall.sort()
+
+    # Statements, counted apart from the timing (tracing costs time). SQLite's trace
+    # also reports the statements a trigger or a virtual table runs ("-- …") and repeats
+    # a statement whose trigger program runs: count each top-level statement once.
+    tracing.append(True)
+    engine.dispose()
+    per_request: list[int] = []
+    for n in range(20):
+        statements.clear()
+        create(args.requests + n)
+        top = [s for s in statements if not s.startswith("--")]
+        top = [s for i, s in enumerate(top) if i == 0 or s != top[i - 1]]
+        per_request.append(len(top))
+        if n == 0 and args.show_sql:
+            for s in top:
+                print("   ", " ".join(s.split())[:160])
+    tracing.clear()
+    engine.dispose()
+    print(
+        f"{app.config['DATABASE_URL'].split(':', 1)[0]}: {args.requests} creates, CPU per request "
+        f"median {statistics.median(cpu):.2f} ms, p90 {cpu[int(len(cpu) * 0.9)]:.2f} ms; "
+        f"statements per request {statistics.median(per_request):g}; wall time p50 "
+        f"{statistics.median(wall):.2f} ms, p99 {wall[int(len(wall) * 0.99)]:.2f} ms, "
+        f"max {wall[-1]:.1f} ms"
+    )
+
+    if args.profile:
+        profiler = cProfile.Profile()
+        profiler.enable()
+        for n in range(args.requests):
+            create(args.requests + 100 + n)
+        profiler.disable()
+        stats = pstats.Stats(profiler)
+        print(f"function calls per request: {stats.total_calls / args.requests:,.0f}")
+        stats.sort_stats("cumulative").print_stats(args.profile)
+        stats.sort_stats("tottime").print_stats(args.profile)
+
+
+if __name__ == "__main__":
+    main()

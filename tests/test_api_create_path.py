@@ -1,0 +1,198 @@
+"""The single-create path: what it answers, what it writes, and (SQLite) when it locks."""
+
+from __future__ import annotations
+
+import sqlite3
+from datetime import UTC
+from datetime import timedelta
+from datetime import timezone
+
+import pytest
+from sqlalchemy import event
+from sqlalchemy import func
+from sqlalchemy import select
+from sqlalchemy import text
+
+from tests.api_support import assert_problem
+from tests.api_support import build_world
+from tests.conftest import APP_ORIGIN
+from webapp.clock import utcnow
+from webapp.database import sqlite_late_writes
+from webapp.extensions import db
+from webapp.ids import new_id
+from webapp.models import AuditEvent
+from webapp.models import Invitation
+from webapp.models import InvitationCounter
+from webapp.models import Membership
+from webapp.models import User
+from webapp.services.actors import SYSTEM
+from webapp.services.errors import AlreadyMember
+from webapp.services.invitations import InvitationRequest
+from webapp.services.invitations import create_invitation
+from webapp.services.organizations import create_organization
+from webapp.services.organizations import create_project
+from webapp.services.organizations import get_organization
+
+INVITATIONS = "/organizations/acme/invitations"
+
+
+def test_the_answer_is_what_a_later_read_gives(api):
+    """The created invitation is built from the values written, not read back: every
+    field must equal what GET answers (UTC times, metadata, projects, redirect)."""
+    with api.app.app_context():
+        project = create_project(db.session, get_organization(db.session, "acme"), name="Web")
+        db.session.commit()
+        project_id = project.id
+    expires = (utcnow() + timedelta(days=3)).astimezone(timezone(timedelta(hours=2)))
+    created = api.invite(
+        "Ada@Example.com",
+        role="admin",
+        expires_at=expires.isoformat(),
+        redirect_url=f"{APP_ORIGIN}/welcome",
+        public_metadata={"team": "red", "n": [1, 2]},
+        private_metadata={"crm": "x1"},
+        projects=[{"id": project_id, "role": "owner"}],
+        message="Welcome aboard",
+        notify=False,
+    )
+    assert created.pop("accept_url")
+    read = api.call("GET", f"{INVITATIONS}/{created['id']}").get_json()
+    assert created == read
+    assert read["expires_at"] == expires.astimezone(UTC).isoformat().replace("+00:00", "Z")
+
+
+def test_one_create_writes_its_row_event_and_counter(api):
+    before = _pending_count(api)
+    created = api.invite("a@example.com", notify=False)
+    with api.app.app_context():
+        events = db.session.scalars(
+            select(AuditEvent.type).where(AuditEvent.invitation_id == created["id"])
+        ).all()
+        assert events == ["invitation.created"]
+        assert db.session.get(Invitation, created["id"]).status == "pending"
+    assert _pending_count(api) == before + 1
+
+
+def test_a_lapsed_pending_invitation_is_expired_and_replaced(api, time_machine):
+    """The address's own pending invitation, past its expiry but not yet swept, is
+    expired (status, counters) before the new one goes in."""
+    first = api.invite("late@example.com", expires_in_days=1)
+    time_machine.move_to(utcnow() + timedelta(days=2))
+    second = api.invite("late@example.com")
+    assert second["id"] != first["id"]
+    with api.app.app_context():
+        assert db.session.get(Invitation, first["id"]).status == "expired"
+        counts = dict(
+            db.session.execute(
+                select(InvitationCounter.status, InvitationCounter.count).where(
+                    InvitationCounter.org_id == api.org_id
+                )
+            ).all()
+        )
+    assert counts["pending"] == 1 and counts["expired"] == 1
+
+
+def test_a_refused_create_writes_nothing(api):
+    api.invite("dup@example.com")
+    before = _pending_count(api)
+    with api.app.app_context():
+        events = db.session.scalar(select(func.count()).select_from(AuditEvent))
+    assert_problem(
+        api.call("POST", INVITATIONS, json={"email": "dup@example.com"}), 409, "already_invited"
+    )
+    assert _pending_count(api) == before
+    with api.app.app_context():
+        assert db.session.scalar(select(func.count()).select_from(AuditEvent)) == events
+
+
+def _pending_count(api) -> int:
+    with api.app.app_context():
+        return db.session.scalar(
+            select(InvitationCounter.count).where(
+                InvitationCounter.org_id == api.org_id, InvitationCounter.status == "pending"
+            )
+        )
+
+
+# ------------------------------------------------------------------ SQLite locking
+
+
+@pytest.fixture
+def sqlite_api(make_app):
+    return build_world(make_app("sqlite"))
+
+
+def test_sqlite_create_takes_the_write_lock_after_its_reads(sqlite_api):
+    """Key, organization and role are read before BEGIN IMMEDIATE; the address checks,
+    the writes and the commit come after it."""
+    sqlite_api.invite("first@example.com")  # the key's last-used time is now fresh
+    statements: list[str] = []
+    with sqlite_api.app.app_context():
+        engine = db.engine
+
+    @event.listens_for(engine, "connect")
+    def _trace(dbapi_connection, _record):
+        dbapi_connection.set_trace_callback(statements.append)
+
+    engine.dispose()
+    try:
+        sqlite_api.invite("ada@example.com", notify=False)
+    finally:
+        event.remove(engine, "connect", _trace)
+        engine.dispose()
+    top = [" ".join(s.split()) for s in statements if not s.startswith("--")]
+    begin = top.index("BEGIN IMMEDIATE")
+    before, after = top[:begin], top[begin + 1 :]
+    assert any("FROM api_keys" in s for s in before)
+    assert any("FROM organizations" in s for s in before)
+    assert any("FROM org_roles" in s for s in before)
+    assert all(s.startswith("SELECT") for s in before)
+    assert any("FROM memberships" in s for s in after)
+    assert any(s.startswith("INSERT INTO invitations") for s in after)
+    assert after[-1] == "COMMIT"
+
+
+def test_late_writes_read_without_the_lock_and_write_inside_a_transaction(make_app):
+    app = make_app("sqlite")
+    with app.app_context():
+        create_organization(db.session, name="Acme", slug="acme")
+        db.session.commit()
+    token = sqlite_late_writes.set(True)
+    try:
+        with app.app_context():
+            path = db.engine.url.database
+            db.session.execute(text("SELECT count(*) FROM organizations"))
+            other = sqlite3.connect(path, timeout=0.1, isolation_level=None)
+            other.execute("BEGIN IMMEDIATE")  # the read took no lock
+            other.execute("ROLLBACK")
+            db.session.execute(text("UPDATE organizations SET name = 'Changed'"))
+            with pytest.raises(sqlite3.OperationalError, match="locked"):
+                other.execute("BEGIN IMMEDIATE")  # the write opened BEGIN IMMEDIATE first
+            db.session.rollback()
+            other.execute("BEGIN IMMEDIATE")  # free again
+            other.execute("ROLLBACK")
+            other.close()
+            # Rolled back with its transaction, not committed on its own.
+            assert db.session.scalar(text("SELECT name FROM organizations")) == "Acme"
+            db.session.rollback()
+    finally:
+        sqlite_late_writes.reset(token)
+
+
+def test_a_member_added_but_not_yet_flushed_is_refused(session, org):
+    """The create's statements run on the driver's cursor (no autoflush): a membership
+    the caller added in the same transaction must still count."""
+    user = User(id=new_id("user"), email="bob@example.com", email_key="bob@example.com")
+    session.add(user)
+    session.add(
+        Membership(
+            id=new_id("mem"),
+            org_id=org.id,
+            user_id=user.id,
+            role="member",
+            public_metadata={},
+            private_metadata={},
+        )
+    )
+    with pytest.raises(AlreadyMember):
+        create_invitation(session, org, InvitationRequest(email="bob@example.com"), actor=SYSTEM)
