@@ -720,23 +720,27 @@ def _insert_created_postgres(
     for writer, other in zip(writers[1:], rows[1:], strict=True):
         values.extend(writer.values([other])[0])
     values.append(org_id)
+    written = tuple((t, tuple(w.names)) for t, w in zip(tables, writers, strict=True))
     cursor = connection.connection.dbapi_connection.cursor()
     try:
-        cursor.execute(_created_sql_postgres(tuple(tables)), values)
+        cursor.execute(_created_sql_postgres(written), values)
         return cursor.fetchone() is not None
     finally:
         cursor.close()
 
 
 @cache
-def _created_sql_postgres(tables: tuple[Table, ...]) -> str:
+def _created_sql_postgres(written: tuple[tuple[Table, tuple[str, ...]], ...]) -> str:
+    """The statement for ``written``: (table, the columns its writer gives) each."""
     from sqlalchemy.dialects import postgresql
 
     dialect = postgresql.dialect()
+    tables = [table for table, _ in written]
 
     def typed_values(table: Table) -> tuple[str, str]:
-        names = ", ".join(f'"{c.name}"' for c in table.columns)
-        casts = ", ".join(f"CAST(%s AS {c.type.compile(dialect=dialect)})" for c in table.columns)
+        columns = [table.columns[name] for name in dict(written)[table]]
+        names = ", ".join(f'"{c.name}"' for c in columns)
+        casts = ", ".join(f"CAST(%s AS {c.type.compile(dialect=dialect)})" for c in columns)
         return names, casts
 
     names, casts = typed_values(tables[0])
