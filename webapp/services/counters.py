@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import json
 from collections import Counter
 from collections.abc import Mapping
+from collections.abc import Sequence
 from datetime import datetime
 from functools import cache
 from typing import Any
@@ -167,8 +169,8 @@ def stored_totals_columns(per_org: bool, dialect: str) -> tuple[ColumnElement, C
     """The stored counts as one JSON object ({status: count}, as text) and the earliest
     pending expiry, as scalar subqueries (org bound as ``org_id``) for another statement to
     select: a list page reads its totals in its page query, without a round trip of
-    their own. Each is evaluated once per statement, not per row; give both to
-    :func:`totals_from_stored`."""
+    their own. Each is evaluated once per statement, not per row; give the values read
+    to :func:`totals_from_columns`."""
     org_id = bindparam("org_id") if per_org else None
     aggregate = func.json_object_agg if dialect == "postgresql" else func.json_group_object
     per_status = select(
@@ -228,3 +230,12 @@ def rebuild_counters(session: Session, org_id: str) -> dict[str, int]:
         [{"org_id": org_id, "status": s, "count": stored.get(s, 0)} for s in STATUS_VALUES],
     )
     return {s: stored.get(s, 0) for s in STATUS_VALUES}
+
+
+def totals_from_columns(
+    session: Session, org_id: str | None, now: datetime, values: Sequence[Any]
+) -> dict[str, int]:
+    """Totals per effective status from the values of :func:`stored_totals_columns`."""
+    stored_json, earliest_pending_expiry = values
+    stored = json.loads(stored_json) if stored_json else {}
+    return totals_from_stored(session, org_id, now, stored, earliest_pending_expiry)

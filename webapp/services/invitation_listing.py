@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 from dataclasses import field
@@ -28,7 +27,7 @@ from webapp.models import User
 from webapp.models.invitations import STATUS_VALUES
 from webapp.services.counters import status_totals
 from webapp.services.counters import stored_totals_columns
-from webapp.services.counters import totals_from_stored
+from webapp.services.counters import totals_from_columns
 from webapp.services.errors import FieldError
 from webapp.services.errors import ValidationFailed
 from webapp.services.search import email_search
@@ -309,10 +308,12 @@ def list_invitations(
     # What plain rows carry after the invitation's columns: the stored totals and the
     # earliest pending expiry, then the number of matches when counted here.
     extras: tuple = ()
+    totals_width = 0
     if q.plain_rows:
         result = session.connection().execute(statement, params)
         values = result.all()
-        width = len(result.keys()) - 2 - counted_in_page
+        totals_width = len(stored_totals_columns(shape.per_org, shape.totals_dialect))
+        width = len(result.keys()) - totals_width - counted_in_page
         columns = tuple(result.keys())[:width]
         if values:
             extras = tuple(values[0][width:])
@@ -331,11 +332,10 @@ def list_invitations(
 
     org_id = org.id if org else None
     if extras:
-        stored = json.loads(extras[0]) if extras[0] else {}
-        totals = totals_from_stored(session, org_id, now, stored, extras[1])
+        totals = totals_from_columns(session, org_id, now, extras[:totals_width])
     else:
         totals = status_totals(session, org_id, now)
-    matches = extras[2] if counted_in_page and extras else None
+    matches = extras[totals_width] if counted_in_page and extras else None
     total_exact = True
     # The per-status counters only know statuses: any other filter is counted.
     narrowed = bool(search or q.email is not None or q.roles is not None)
