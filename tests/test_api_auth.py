@@ -11,6 +11,7 @@ from tests.dashboard_support import sign_in
 from webapp.extensions import db
 from webapp.models import ApiKey
 from webapp.services.api_keys import revoke_api_key
+from webapp.services.organizations import get_organization
 
 
 def test_no_key_is_401_with_a_bearer_challenge(api):
@@ -65,6 +66,19 @@ def test_key_of_another_org_sees_nothing_of_this_one(api):
     # And nothing changed.
     again = api.call("GET", f"/organizations/acme/invitations/{invitation['id']}")
     assert again.get_json()["status"] == "pending"
+
+
+def test_org_key_reaches_its_organization_by_slug_and_by_id_as_it_is_now(api):
+    """The key's organization is read with the key on every request: by slug or id, and
+    a change made a moment ago is what the next request sees."""
+    for ref in ("acme", api.org_id):
+        assert api.call("GET", f"/organizations/{ref}").get_json()["id"] == api.org_id
+    with api.app.app_context():
+        org = get_organization(db.session, "acme")
+        org.name, org.slug = "Acme Renamed", "acme-renamed"
+        db.session.commit()
+    assert_problem(api.call("GET", "/organizations/acme"), 404, "not_found")
+    assert api.call("GET", "/organizations/acme-renamed").get_json()["name"] == "Acme Renamed"
 
 
 def test_org_key_on_instance_endpoints_is_403(api):

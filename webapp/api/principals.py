@@ -6,7 +6,10 @@ vendor's SDK sends it, then asks the same questions of the same principal).
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
+from dataclasses import field
+from typing import Any
 
 from flask import g
 from flask import request
@@ -23,6 +26,7 @@ from webapp.services.api_keys import record_key_use
 from webapp.services.errors import Forbidden
 from webapp.services.errors import NotFound
 from webapp.services.organizations import get_organization
+from webapp.services.prepared import attached
 
 
 @dataclass(frozen=True)
@@ -32,6 +36,9 @@ class ApiPrincipal:
     key_id: str
     org_id: str | None
     name: str
+    # The org key's organization as read with the key (every column): the only one it
+    # may act on, so no request of an org key looks its organization up again.
+    organization_row: Mapping[str, Any] | None = field(default=None, compare=False, repr=False)
 
     @property
     def is_instance(self) -> bool:
@@ -77,7 +84,9 @@ def authenticate_request(*, accept_x_api_key: bool = False) -> ApiPrincipal | No
                 record_key_use(connection, key.id, now)
         else:
             record_key_use(db.session.connection(), key.id, now)
-    principal = ApiPrincipal(key_id=key.id, org_id=key.org_id, name=key.name)
+    principal = ApiPrincipal(
+        key_id=key.id, org_id=key.org_id, name=key.name, organization_row=key.organization
+    )
     g.api_principal = principal
     return principal
 
@@ -88,6 +97,11 @@ def organization_for(session: Session, principal: ApiPrincipal, ref: str) -> Org
     An org key sees only its own organization: any other is NotFound, exactly like one
     that does not exist, so keys cannot probe for other tenants.
     """
+    row = principal.organization_row
+    if row is not None:
+        if ref != row["id"] and ref != row["slug"]:
+            raise NotFound(f"no organization {ref!r}")
+        return attached(session, Organization, row)
     org = get_organization(session, ref, with_roles=False)
     if principal.org_id is not None and org.id != principal.org_id:
         raise NotFound(f"no organization {ref!r}")
@@ -98,6 +112,8 @@ def own_organization(session: Session, principal: ApiPrincipal) -> Organization:
     """The organization of an org-scoped key (the compat APIs have no org in the path)."""
     if principal.org_id is None:
         raise Forbidden("this endpoint acts on one organization: use an API key created with --org")
+    if principal.organization_row is not None:
+        return attached(session, Organization, principal.organization_row)
     org = session.get(Organization, principal.org_id)
     if org is None:
         raise NotFound("the key's organization no longer exists")
