@@ -7,6 +7,7 @@ from urllib.parse import urlsplit
 
 from sqlalchemy import func
 from sqlalchemy import select
+from sqlalchemy import update
 
 from tests.api_support import assert_problem
 from tests.conftest import APP_ORIGIN
@@ -439,6 +440,39 @@ def test_list_filters_orders_and_totals(api):
     assert repeated["total_count"] == 4
     search = api.call("GET", f"{INVITATIONS}?query=AR").get_json()
     assert [i["email"] for i in search["data"]] == ["carol@example.com"]
+
+
+def test_list_items_are_what_get_answers(api):
+    """The list writes the JSON columns as stored (not decoded and encoded again): every
+    item must still equal the invitation's GET, metadata and projects included."""
+    with api.app.app_context():
+        project = create_project(db.session, get_organization(db.session, "acme"), "Research")
+        db.session.commit()
+        project_id = project.id
+    api.invite(
+        "ada@example.com",
+        public_metadata={"team": "red", "nested": {"n": [1, 2.5, None, True]}, "é": "ü"},
+        private_metadata={"html": "<b>&'\"</b>", "line": "a\u2028b"},
+        projects=[{"id": project_id, "role": "owner"}],
+    )
+    api.invite("bob@example.com")  # empty metadata, no projects
+    with api.app.app_context():
+        # A JSON null (a row written by something older) reads as empty.
+        db.session.execute(
+            update(Invitation)
+            .where(Invitation.email_key == "bob@example.com")
+            .values(public_metadata=None, project_grants=None)
+        )
+        db.session.commit()
+    listed = api.call("GET", INVITATIONS).get_json()["data"]
+    assert len(listed) == 2
+    for item in listed:
+        assert item == api.call("GET", f"{INVITATIONS}/{item['id']}").get_json()
+    by_email = {item["email"]: item for item in listed}
+    assert by_email["ada@example.com"]["public_metadata"]["é"] == "ü"
+    assert by_email["ada@example.com"]["projects"] == [{"id": project_id, "role": "owner"}]
+    assert by_email["bob@example.com"]["public_metadata"] == {}
+    assert by_email["bob@example.com"]["projects"] == []
 
 
 def test_list_parameter_errors_name_the_parameter(api):

@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import sqlite3
+from datetime import UTC
+from datetime import datetime
 
 import pytest
+import sqlalchemy as sa
 from sqlalchemy import text
 
 from webapp.database import SQLITE_BUSY_TIMEOUT_MS
+from webapp.database import UTCDateTime
 from webapp.extensions import db
 
 
@@ -97,3 +101,24 @@ def test_get_requests_are_marked_read_only_and_posts_are_not(sqlite_app):
     client.post("/login", data={})
     assert seen == {"GET": True, "POST": False}
     assert sqlite_reads_only.get() is False
+
+
+@pytest.mark.parametrize(
+    ("stored", "expected"),
+    [
+        ("2026-06-01 12:34:56.123456", datetime(2026, 6, 1, 12, 34, 56, 123456, tzinfo=UTC)),
+        ("2026-06-01 12:34:56", datetime(2026, 6, 1, 12, 34, 56, tzinfo=UTC)),
+        # Text another tool wrote with an offset is moved to UTC.
+        ("2026-06-01T14:34:56+02:00", datetime(2026, 6, 1, 12, 34, 56, tzinfo=UTC)),
+        ("2026-06-01", datetime(2026, 6, 1, tzinfo=UTC)),
+    ],
+)
+def test_stored_times_read_back_as_aware_utc(sqlite_app, stored, expected):
+    """Datetimes are stored naive (in UTC) and always read back aware, in UTC."""
+    column = sa.column("moment", UTCDateTime())
+    with sqlite_app.app_context():
+        value = db.session.execute(
+            sa.select(column).select_from(sa.text(f"(SELECT '{stored}' AS moment)"))
+        ).scalar()
+    assert value == expected
+    assert value.tzinfo is UTC

@@ -58,7 +58,14 @@ class UTCDateTime(sa.TypeDecorator[datetime]):
             def from_text(value: str | None) -> datetime | None:
                 if value is None:
                     return None
-                parsed = parse(value)
+                try:
+                    # Stored naive, in UTC: parsed with its offset appended, several times
+                    # faster than replacing the tzinfo afterwards.
+                    parsed = parse(value + "+00:00")
+                except ValueError:  # text written by something else, with an offset
+                    parsed = parse(value)
+                if parsed.tzinfo is UTC:
+                    return parsed
                 return (
                     parsed.replace(tzinfo=UTC) if parsed.tzinfo is None else parsed.astimezone(UTC)
                 )

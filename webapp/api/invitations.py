@@ -84,6 +84,7 @@ def _listing(q: InvitationListQuery) -> InvitationQuery:
         starting_after=q.starting_after,
         ending_before=q.ending_before,
         plain_rows=True,
+        json_as_text=True,  # written out as stored (webapp.api.serializers.json_field)
     )
 
 

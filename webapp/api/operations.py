@@ -34,6 +34,7 @@ from webapp.api.principals import require_instance_key
 from webapp.api.problems import ApiProblem
 from webapp.api.problems import problem_from_service_error
 from webapp.api.rate_limits import count_request
+from webapp.api.serializers import to_json
 from webapp.clock import utcnow
 from webapp.database import sqlite_late_writes
 from webapp.extensions import db
@@ -218,8 +219,9 @@ def _run(spec: Operation, view: Callable[..., Answer], path_args: dict[str, str]
 
 
 def json_response(payload: Any, status: int = 200, headers: dict[str, str] | None = None):
+    """``payload`` as compact UTF-8 JSON; datetimes as RFC 3339 in UTC with a ``Z``."""
     response = Response(
-        json.dumps(payload, ensure_ascii=False, separators=(",", ":")),
+        to_json(payload),
         status=status,
         mimetype=JSON_MEDIA_TYPE,
     )

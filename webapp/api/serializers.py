@@ -6,6 +6,8 @@ from datetime import UTC
 from datetime import datetime
 from typing import Any
 
+import orjson
+
 from webapp.models import ApiKey
 from webapp.models import Invitation
 from webapp.models import Membership
@@ -14,6 +16,19 @@ from webapp.models import Project
 from webapp.models import User
 from webapp.models.invitations import effective_status
 from webapp.services.invitation_listing import InvitationPage
+from webapp.services.invitation_listing import InvitationRow
+
+
+def to_json(document: Any) -> bytes:
+    """The API's encoding of a document built here: compact UTF-8 JSON, datetimes as
+    RFC 3339 in UTC with a ``Z``, stored JSON text (``json_field``) verbatim."""
+    return orjson.dumps(document, option=orjson.OPT_UTC_Z)
+
+
+def as_sent(document: Any) -> Any:
+    """A document as a client decodes it (plain JSON values): the CLI's local mode
+    shows exactly what the API would send."""
+    return orjson.loads(to_json(document))
 
 
 def timestamp(value: datetime | None) -> str | None:
@@ -25,44 +40,69 @@ def timestamp(value: datetime | None) -> str | None:
     return value.isoformat().replace("+00:00", "Z")
 
 
+def utc(value: datetime | None) -> datetime | None:
+    """The moment in UTC, left for ``to_json`` to write (as ``timestamp`` would, faster:
+    a list page has 140 of them)."""
+    if value is None or value.tzinfo is UTC:  # the database layer already gives UTC
+        return value
+    return value.astimezone(UTC)
+
+
+def json_field(value: Any, empty: Any) -> Any:
+    """A JSON column's value as a response carries it: decoded values as they are, the
+    stored JSON text (a list read with ``json_as_text``) verbatim, a null as ``empty``."""
+    if type(value) is str:
+        return empty if value == "null" else orjson.Fragment(value)
+    return value or empty
+
+
+def _project_grants(value: Any) -> list[dict[str, str]]:
+    if not value:
+        return []
+    if type(value) is str:
+        if value in ("[]", "null"):
+            return []
+        value = orjson.loads(value)
+    return [{"id": g["project_id"], "role": g["role"]} for g in value or ()]
+
+
 def invitation_json(
-    invitation: Invitation,
+    invitation: Invitation | InvitationRow,
     now: datetime,
     *,
     accept_url: str | None = None,
     organization: Organization | None = None,
 ) -> dict[str, Any]:
+    expires_at = utc(invitation.expires_at)
     document: dict[str, Any] = {
         "object": "invitation",
         "id": invitation.id,
         "organization_id": invitation.org_id,
         "email": invitation.email,
         "role": invitation.role,
-        "status": effective_status(invitation.status, invitation.expires_at, now),
-        "public_metadata": invitation.public_metadata or {},
-        "private_metadata": invitation.private_metadata or {},
+        "status": effective_status(invitation.status, expires_at, now),
+        "public_metadata": json_field(invitation.public_metadata, {}),
+        "private_metadata": json_field(invitation.private_metadata, {}),
         "redirect_url": invitation.redirect_url,
-        "projects": [
-            {"id": g["project_id"], "role": g["role"]} for g in invitation.project_grants or []
-        ],
+        "projects": _project_grants(invitation.project_grants),
         "message": invitation.message,
         "inviter": {
             "user_id": invitation.inviter_user_id,
             "api_key_id": invitation.inviter_api_key_id,
         },
         "source": invitation.source,
-        "created_at": timestamp(invitation.created_at),
-        "updated_at": timestamp(invitation.updated_at),
-        "expires_at": timestamp(invitation.expires_at),
-        "accepted_at": timestamp(invitation.accepted_at),
-        "declined_at": timestamp(invitation.declined_at),
-        "revoked_at": timestamp(invitation.revoked_at),
+        "created_at": utc(invitation.created_at),
+        "updated_at": utc(invitation.updated_at),
+        "expires_at": expires_at,
+        "accepted_at": utc(invitation.accepted_at),
+        "declined_at": utc(invitation.declined_at),
+        "revoked_at": utc(invitation.revoked_at),
         "accepted_user_id": invitation.accepted_user_id,
         "delivery": {
             "status": invitation.delivery_status,
             "error": invitation.delivery_error,
             "send_count": invitation.send_count,
-            "last_sent_at": timestamp(invitation.last_sent_at),
+            "last_sent_at": utc(invitation.last_sent_at),
         },
     }
     if accept_url is not None:

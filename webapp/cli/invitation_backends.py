@@ -25,6 +25,7 @@ import click
 from flask import current_app
 from flask.cli import ScriptInfo
 
+from webapp.api.serializers import as_sent
 from webapp.api.serializers import invitation_json
 from webapp.api.serializers import invitation_list_json
 from webapp.cli.support import InputError
@@ -214,7 +215,7 @@ class LocalInvitations:
 
     @staticmethod
     def _invitation(row: Any, accept_url: str | None = None) -> Invitation:
-        return Invitation.from_dict(invitation_json(row, utcnow(), accept_url=accept_url))
+        return Invitation.from_dict(as_sent(invitation_json(row, utcnow(), accept_url=accept_url)))
 
     def create(self, org_ref: str, addresses: list[str], options: CreateOptions) -> Created:
         org = load_org(org_ref)
@@ -265,7 +266,7 @@ class LocalInvitations:
                 statuses=statuses, query=query, order_by=order_by, limit=limit, offset=offset
             ),
         )
-        return InvitationPage.from_dict(invitation_list_json(page))
+        return InvitationPage.from_dict(as_sent(invitation_list_json(page)))
 
     def get(self, org_ref: str, invitation_id: str) -> Invitation:
         return self._invitation(get_invitation(self.session, load_org(org_ref), invitation_id))

@@ -145,15 +145,15 @@ class Invitation(Base):
         """The status a reader sees: a pending invitation past its expiry is expired."""
         return effective_status(self.status, self.expires_at, now)
 
+    def __repr__(self) -> str:
+        return f"<Invitation {self.id} {self.status}>"
+
 
 def effective_status(status: str, expires_at: datetime, now: datetime) -> str:
     """The status a reader sees: a pending invitation past its expiry is expired."""
     if status == InvitationStatus.PENDING and expires_at <= now:
         return InvitationStatus.EXPIRED.value
     return status
-
-    def __repr__(self) -> str:
-        return f"<Invitation {self.id} {self.status}>"
 
 
 class AcceptanceTicketUse(Base):

@@ -8,10 +8,13 @@ from dataclasses import field
 from datetime import datetime
 from functools import cache
 
+from sqlalchemy import JSON
 from sqlalchemy import ColumnElement
 from sqlalchemy import Select
+from sqlalchemy import Text
 from sqlalchemy import and_
 from sqlalchemy import bindparam
+from sqlalchemy import cast
 from sqlalchemy import func
 from sqlalchemy import or_
 from sqlalchemy import select
@@ -71,6 +74,9 @@ class InvitationQuery:
     # skipping the JSON columns saves decoding them). None: every column but the token's
     # hash.
     columns: tuple[str, ...] | None = None
+    # With plain rows: the JSON columns (metadata, project grants) as their stored JSON
+    # text, not decoded, for a caller that writes them out as they are (the API).
+    json_as_text: bool = False
 
 
 class InvitationRow:
@@ -172,6 +178,7 @@ class _PageShape:
     offset: bool
     plain_rows: bool
     columns: tuple[str, ...] | None
+    json_as_text: bool
     # Plain rows also carry the stored totals (one round trip less); the SQL for them
     # differs by database.
     totals_dialect: str | None
@@ -219,9 +226,14 @@ def _page_statement(shape: _PageShape) -> Select:
         table_columns = Invitation.__table__.columns
         if shape.columns is None:
             # Never the token's hash: a list has no use for it.
-            statement = select(*(c for c in table_columns if c.name != "token_hash"))
+            selected = [c for c in table_columns if c.name != "token_hash"]
         else:
-            statement = select(*(table_columns[name] for name in shape.columns))
+            selected = [table_columns[name] for name in shape.columns]
+        if shape.json_as_text:
+            selected = [
+                cast(c, Text).label(c.name) if isinstance(c.type, JSON) else c for c in selected
+            ]
+        statement = select(*selected)
     else:
         # One query for the page's inviters, not one per row.
         statement = select(Invitation).options(selectinload(Invitation.inviter))
@@ -294,6 +306,7 @@ def list_invitations(
         offset=bool(q.offset),
         plain_rows=q.plain_rows,
         columns=q.columns,
+        json_as_text=q.plain_rows and q.json_as_text,
         totals_dialect=session.get_bind().dialect.name if q.plain_rows else None,
     )
     statement = _page_statement(shape)
