@@ -110,6 +110,32 @@ def test_session_cookie_alone_gets_401_and_no_csrf_needed_with_a_key(api):
     )
 
 
+def test_api_requests_neither_read_nor_write_the_session_cookie(api, monkeypatch):
+    """A signed-in browser calling the API: the API never opens the cookie session (so
+    it cannot be authenticated by it) and sets no cookie; the dashboard session stays."""
+    with api.app.app_context():
+        person = make_superuser()
+    sign_in(api.client, person)
+    interface = api.app.session_interface
+    opened = []
+
+    def open_session(app, request):
+        found = type(interface).open_session(interface, app, request)
+        opened.append((request.path, found))
+        return found
+
+    monkeypatch.setattr(interface, "open_session", open_session)
+    assert api.call("GET", "/organizations/acme/invitations").status_code == 200
+    response = api.client.get("/api/v1/organizations/acme/invitations")
+    assert_problem(response, 401, "unauthenticated")
+    assert "Set-Cookie" not in response.headers
+    response = api.client.get("/compat/openai/v1/organization/invites")
+    assert response.status_code == 401
+    assert [found for _, found in opened] == [None, None, None]
+    assert api.client.get("/orgs/acme/invitations").status_code == 200  # still signed in
+    assert opened[-1][1].get("_user_id")
+
+
 def test_last_used_time_is_recorded(api):
     with api.app.app_context():
         assert db.session.get(ApiKey, api.org_key_id).last_used_at is None

@@ -124,6 +124,7 @@ def register_extensions(app: Flask) -> None:
     from webapp.extensions import db
     from webapp.extensions import limiter
     from webapp.extensions import login_manager
+    from webapp.extensions import skip_limiter_checks_where_no_limit_applies
 
     db.init_app(app)
     _drop_async_session_teardown(app)
@@ -136,6 +137,7 @@ def register_extensions(app: Flask) -> None:
     alembic.init_app(app)
     # The limiter first: its check runs before CSRF's, so floods of bad posts are limited too.
     limiter.init_app(app)
+    skip_limiter_checks_where_no_limit_applies(app)
     csrf.init_app(app)
     login_manager.init_app(app)
     login_manager.session_protection = "strong"

@@ -1,5 +1,6 @@
 """Extension singletons, unbound; ``create_app`` binds them with ``init_app``."""
 
+from flask import Flask
 from flask import request
 from flask_alembic import Alembic
 from flask_limiter import Limiter
@@ -33,3 +34,19 @@ def _no_limit_applies() -> bool:
     if blueprint in SELF_LIMITED_BLUEPRINTS:
         return True
     return request.method in ("GET", "HEAD") and blueprint not in READ_LIMITED_BLUEPRINTS
+
+
+def skip_limiter_checks_where_no_limit_applies(app: Flask) -> None:
+    """Run Flask-Limiter's per-request check only where ``_no_limit_applies`` says a limit
+    may apply. Its own request filter gives the same answer, but only after it has
+    identified the request and gathered its limits: work on every dashboard read and
+    API call for nothing."""
+    hooks = app.before_request_funcs[None]
+    index = hooks.index(limiter._check_request_limit)
+    check = hooks[index]
+
+    def check_request_limit() -> None:
+        if not _no_limit_applies():
+            check()
+
+    hooks[index] = check_request_limit

@@ -20,9 +20,11 @@ def register_api(app: Flask) -> None:
     from webapp.api.problems import problem_from_http_error
     from webapp.extensions import csrf
     from webapp.web.errors import register_error_renderer
+    from webapp.web.sessions import without_cookie_sessions
 
     load_operations()
     csrf.exempt(blueprint)
     app.register_blueprint(blueprint)
     app.register_blueprint(docs_blueprint)
     register_error_renderer(app, "/api/v1", problem_from_http_error)
+    without_cookie_sessions(app, "/api/v1")

@@ -5,6 +5,7 @@ from __future__ import annotations
 from flask import Flask
 
 from webapp.web.errors import register_error_renderer
+from webapp.web.sessions import without_cookie_sessions
 
 
 def register_compat_apis(app: Flask) -> None:
@@ -16,3 +17,4 @@ def register_compat_apis(app: Flask) -> None:
     for vendor in (clerk, openai, anthropic):
         app.register_blueprint(vendor.blueprint)
         register_error_renderer(app, vendor.PREFIX, vendor.render_http_error)
+        without_cookie_sessions(app, vendor.PREFIX)
