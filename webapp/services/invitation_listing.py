@@ -33,6 +33,7 @@ from webapp.services.counters import stored_totals_columns
 from webapp.services.counters import totals_from_columns
 from webapp.services.errors import FieldError
 from webapp.services.errors import ValidationFailed
+from webapp.services.prepared import PreparedStatement
 from webapp.services.search import email_search
 from webapp.services.validation import email_key
 
@@ -248,6 +249,11 @@ def _page_statement(shape: _PageShape) -> Select:
 
 
 @cache
+def _prepared_page(shape: _PageShape) -> PreparedStatement:
+    return PreparedStatement(lambda: _page_statement(shape))
+
+
+@cache
 def _cursor_statement() -> Select:
     return select(Invitation.org_id).where(Invitation.id == bindparam("id"))
 
@@ -323,11 +329,19 @@ def list_invitations(
     extras: tuple = ()
     totals_width = 0
     if q.plain_rows:
-        result = session.connection().execute(statement, params)
-        values = result.all()
+        if search_condition is None and not shape.by_roles:
+            # The common page (no search, no IN list): straight on the driver's cursor.
+            prepared = _prepared_page(shape)
+            connection = session.connection()
+            values = prepared.run(connection, params)
+            keys = prepared.keys(connection.dialect)
+        else:
+            result = session.connection().execute(statement, params)
+            values = result.all()
+            keys = tuple(result.keys())
         totals_width = len(stored_totals_columns(shape.per_org, shape.totals_dialect))
-        width = len(result.keys()) - totals_width - counted_in_page
-        columns = tuple(result.keys())[:width]
+        width = len(keys) - totals_width - counted_in_page
+        columns = keys[:width]
         if values:
             extras = tuple(values[0][width:])
         rows = [InvitationRow(columns, v[:width]) for v in values]

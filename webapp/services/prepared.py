@@ -1,15 +1,17 @@
 """Statements compiled once per dialect and run straight on the DBAPI cursor.
 
 For the few statements a hot request runs every time (an API create runs five in its
-write transaction): SQLAlchemy's per-execution work (cache key, parameter and result
-set-up, events) costs several times what SQLite needs to run a one-row statement.
-Here a Core statement is compiled once per dialect; each run is one DBAPI ``execute``
-with its parameters in the compiled order and the selected columns' result processors
+write transaction, every API call looks its key up, every list reads a page):
+SQLAlchemy's per-execution work (cache key, parameter and result set-up, events) costs
+several times what SQLite needs to run a one-row statement. Here a Core statement is
+compiled once per dialect; each run is one DBAPI ``execute`` with its parameters in the
+compiled order (the statement's own values where the caller gives none, each through
+its type's bind processor, if it has one) and the selected columns' result processors
 applied to the rows.
 
-Parameters must be values the driver takes as they are (strings, numbers): no bind
-processors run. The caller opens the transaction first (``webapp.database.begin_writes``)
-when the statement writes: connection events do not see these statements.
+Expanding parameters (``IN`` lists) are not supported. The caller opens the
+transaction first (``webapp.database.begin_writes``) when the statement writes:
+connection events do not see these statements.
 """
 
 from __future__ import annotations
@@ -26,20 +28,44 @@ from sqlalchemy.sql.expression import Executable
 
 
 class _Compiled:
-    __slots__ = ("names", "processors", "sql")
+    __slots__ = ("binders", "defaults", "keys", "names", "processors", "sql")
 
     def __init__(self, statement: Executable, dialect: sa.Dialect) -> None:
         compiled = statement.compile(dialect=dialect)
         self.sql = compiled.string
         self.names = tuple(compiled.positiontup) if compiled.positional else None
+        binds = {name: bind for bind, name in compiled.bind_names.items()}
+        # Values the statement carries itself (a literal compared against, say).
+        self.defaults = {
+            name: bind.effective_value for name, bind in binds.items() if not bind.required
+        }
+        # Parameters whose type converts them for the driver (a datetime on SQLite).
+        self.binders = {
+            name: processor
+            for name, bind in binds.items()
+            if (processor := bind.type.dialect_impl(dialect).bind_processor(dialect)) is not None
+        }
         columns = getattr(statement, "selected_columns", None)
         if columns is None:
             returning = getattr(statement, "_returning", ()) or ()
             columns = list(returning)
+        self.keys = tuple(c.key for c in columns or ())
         # dialect_impl: a variant's type for this dialect (JSONB on PostgreSQL).
         self.processors = [
             c.type.dialect_impl(dialect).result_processor(dialect, None) for c in columns or ()
         ]
+
+    def arguments(self, params: Mapping[str, Any]) -> Any:
+        if self.defaults:
+            params = {**self.defaults, **params}
+        if self.binders:
+            params = dict(params)
+            for name, processor in self.binders.items():
+                if name in params:
+                    params[name] = processor(params[name])
+        if self.names is not None:
+            return tuple(params[name] for name in self.names)
+        return params
 
 
 class PreparedStatement:
@@ -59,15 +85,16 @@ class PreparedStatement:
             compiled = self._compiled[dialect.name] = _Compiled(self._statement, dialect)
         return compiled
 
+    def keys(self, dialect: sa.Dialect) -> tuple[str, ...]:
+        """The names of the columns a run returns, in order."""
+        return self._for(dialect).keys
+
     def run(self, connection: sa.Connection, params: Mapping[str, Any]) -> list[tuple[Any, ...]]:
         """Execute on ``connection``'s DBAPI connection; the rows it returns (processed)."""
         compiled = self._for(connection.dialect)
-        arguments: Any = (
-            tuple(params[name] for name in compiled.names) if compiled.names is not None else params
-        )
         cursor = connection.connection.dbapi_connection.cursor()
         try:
-            cursor.execute(compiled.sql, arguments)
+            cursor.execute(compiled.sql, compiled.arguments(params))
             if cursor.description is None:
                 return []
             rows = cursor.fetchall()
