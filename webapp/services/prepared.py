@@ -28,7 +28,7 @@ from sqlalchemy.sql.expression import Executable
 
 
 class _Compiled:
-    __slots__ = ("binders", "defaults", "keys", "names", "processors", "sql")
+    __slots__ = ("binders", "defaults", "keys", "names", "processing", "sql")
 
     def __init__(self, statement: Executable, dialect: sa.Dialect) -> None:
         compiled = statement.compile(dialect=dialect)
@@ -51,9 +51,11 @@ class _Compiled:
             columns = list(returning)
         self.keys = tuple(c.key for c in columns or ())
         # dialect_impl: a variant's type for this dialect (JSONB on PostgreSQL).
-        self.processors = [
+        processors = [
             c.type.dialect_impl(dialect).result_processor(dialect, None) for c in columns or ()
         ]
+        # (position, processor) of the columns whose values need converting
+        self.processing = tuple((i, p) for i, p in enumerate(processors) if p is not None)
 
     def arguments(self, params: Mapping[str, Any]) -> Any:
         if self.defaults:
@@ -100,13 +102,16 @@ class PreparedStatement:
             rows = cursor.fetchall()
         finally:
             cursor.close()
-        processors = compiled.processors
-        if not any(processors):
+        processing = compiled.processing
+        if not processing:
             return [tuple(row) for row in rows]
-        return [
-            tuple(p(v) if p is not None else v for p, v in zip(processors, row, strict=True))
-            for row in rows
-        ]
+        processed = []
+        for row in rows:
+            values = list(row)
+            for index, processor in processing:
+                values[index] = processor(values[index])
+            processed.append(tuple(values))
+        return processed
 
 
 def attached(session: Session, model: type[Any], values: Mapping[str, Any]) -> Any:

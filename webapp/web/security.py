@@ -28,11 +28,22 @@ def content_security_policy(**overrides: str) -> str:
 DEFAULT_POLICY = content_security_policy()
 
 
+SECURITY_HEADERS = (
+    ("Content-Security-Policy", DEFAULT_POLICY),
+    ("X-Content-Type-Options", "nosniff"),
+    ("X-Frame-Options", "DENY"),
+    ("Referrer-Policy", "strict-origin"),
+)
+
+
 def apply_security_headers(response: Response) -> Response:
-    response.headers.setdefault("Content-Security-Policy", DEFAULT_POLICY)
-    response.headers.setdefault("X-Content-Type-Options", "nosniff")
-    response.headers.setdefault("X-Frame-Options", "DENY")
-    response.headers.setdefault("Referrer-Policy", "strict-origin")
+    """Each header unless the view set its own (the acceptance pages widen the CSP)."""
+    headers = response.headers
+    # One pass over the few headers a response has (setdefault scans them per header).
+    present = {name.lower() for name, _ in headers.items()}
+    for name, value in SECURITY_HEADERS:
+        if name.lower() not in present:
+            headers.add(name, value)
     return response
 
 
