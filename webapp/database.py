@@ -214,7 +214,9 @@ def configure_engine(
         if connection.get_execution_options().get("isolation_level") == "AUTOCOMMIT":
             return  # each statement is its own (read) transaction
         if sqlite_reads_only.get():
-            connection.exec_driver_sql("BEGIN")
+            # Straight to the driver: a statement through SQLAlchemy costs more than
+            # SQLite takes to run it, on every read request.
+            connection.connection.dbapi_connection.execute("BEGIN")
             return
         if sqlite_late_writes.get():
             return  # reads run on their own until begin_writes (see sqlite_late_writes)
