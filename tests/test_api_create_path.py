@@ -8,7 +8,6 @@ from datetime import timedelta
 from datetime import timezone
 
 import pytest
-from sqlalchemy import event
 from sqlalchemy import func
 from sqlalchemy import select
 from sqlalchemy import text
@@ -16,6 +15,7 @@ from sqlalchemy import text
 from tests.api_support import assert_problem
 from tests.api_support import build_world
 from tests.conftest import APP_ORIGIN
+from tests.statements import driver_statements
 from webapp.clock import utcnow
 from webapp.database import sqlite_late_writes
 from webapp.extensions import db
@@ -126,21 +126,10 @@ def test_sqlite_create_takes_the_write_lock_after_its_reads(sqlite_api):
     """Key, organization and role are read before BEGIN IMMEDIATE; the address checks,
     the writes and the commit come after it."""
     sqlite_api.invite("first@example.com")  # the key's last-used time is now fresh
-    statements: list[str] = []
     with sqlite_api.app.app_context():
         engine = db.engine
-
-    @event.listens_for(engine, "connect")
-    def _trace(dbapi_connection, _record):
-        dbapi_connection.set_trace_callback(statements.append)
-
-    engine.dispose()
-    try:
+    with driver_statements(engine) as top:
         sqlite_api.invite("ada@example.com", notify=False)
-    finally:
-        event.remove(engine, "connect", _trace)
-        engine.dispose()
-    top = [" ".join(s.split()) for s in statements if not s.startswith("--")]
     begin = top.index("BEGIN IMMEDIATE")
     before, after = top[:begin], top[begin + 1 :]
     # the org key's organization is read with the key, not looked up again

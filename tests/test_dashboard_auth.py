@@ -13,6 +13,7 @@ from tests.dashboard_support import csrf_from
 from tests.dashboard_support import make_member
 from tests.dashboard_support import make_superuser
 from tests.dashboard_support import sign_in
+from tests.statements import driver_statements
 from webapp.delivery.messages import build_email
 from webapp.extensions import db
 from webapp.models import OutboxMessage
@@ -268,8 +269,6 @@ def test_losing_a_role_or_the_account_takes_effect_at_the_next_request(app):
 
 def test_an_organization_page_reads_user_and_organization_in_one_query(app):
     """One statement for the signed-in user, the organization and the membership."""
-    from sqlalchemy import event
-
     with app.app_context():
         acme = create_organization(db.session, name="Acme")
         db.session.commit()
@@ -277,20 +276,13 @@ def test_an_organization_page_reads_user_and_organization_in_one_query(app):
         engine = db.engine
     client = app.test_client()
     sign_in(client, admin)
-    statements = []
-
-    def record(conn, cursor, statement, *args):
-        statements.append(statement)
-
-    event.listen(engine, "before_cursor_execute", record)
-    try:
+    with driver_statements(engine) as statements:
         assert (
             client.get("/orgs/acme/invitations", headers={"HX-Request": "true"}).status_code == 200
         )
-    finally:
-        event.remove(engine, "before_cursor_execute", record)
     reads_users = [s for s in statements if "FROM users" in s]
     assert len(reads_users) == 1 and "organizations" in reads_users[0], statements
+    assert not [s for s in statements if s.startswith("SELECT organizations.")], statements
 
 
 def test_admin_area_is_for_superusers_only(client, ctx):

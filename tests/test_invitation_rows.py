@@ -9,7 +9,11 @@ from datetime import timedelta
 from types import SimpleNamespace
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+from markupsafe import escape
 
+from webapp.web.invitation_rows import escape_text
 from webapp.web.invitation_rows import invitation_detail_cells
 from webapp.web.invitation_rows import invitation_row
 
@@ -100,3 +104,9 @@ def test_a_page_of_rows_keeps_the_order_and_each_inviter():
     assert html.index('id="invitation-inv_a"') < html.index('id="invitation-inv_b"')
     assert '<td data-label="Invited by">Grace</td>' in html
     assert '<td data-label="Invited by">api</td>' in html
+
+
+@given(st.text())
+def test_cell_escaping_is_markupsafes(value):
+    """Rows escape without making a Markup per cell, into exactly what Jinja writes."""
+    assert escape_text(value) == str(escape(value))

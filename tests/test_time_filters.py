@@ -31,3 +31,8 @@ def test_time_element_has_the_iso_time_the_exact_title_and_the_relative_text():
         f'<time datetime="{created.isoformat()}" title="2026-11-22 07:45 UTC">5 minutes ago</time>'
     )
     assert time_element(None, NOW) == "—"
+
+
+def test_time_element_title_is_the_exact_time_with_or_without_microseconds():
+    for value in (NOW, NOW.replace(microsecond=0), NOW.replace(second=0, microsecond=0)):
+        assert f'title="{exact_time(value)}"' in str(time_element(value, NOW))

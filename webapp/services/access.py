@@ -16,6 +16,8 @@ from webapp.models import OrgRole
 from webapp.models import User
 from webapp.services.errors import Forbidden
 from webapp.services.errors import NotFound
+from webapp.services.prepared import PreparedStatement
+from webapp.services.prepared import WholeRow
 
 
 def managed_organizations(session: Session, user: User) -> list[Organization]:
@@ -68,15 +70,29 @@ def user_with_organization(
 ) -> tuple[User, Organization | None, str | None] | None:
     """The user ``user_id``, the organization ``slug`` and the user's role in it, in one
     query (a dashboard page of an organization needs all three; None when there is no
-    such user). Feed them to :func:`managed_organization`."""
-    row = session.execute(_user_with_organization(), {"user_id": user_id, "slug": slug}).first()
-    return None if row is None else (row[0], row[1], row[2])
+    such user). Feed them to :func:`managed_organization`.
 
-
-@cache
-def _user_with_organization() -> Select:
+    Read on the driver's cursor and attached to ``session`` as loaded objects: every
+    dashboard page of an organization runs it, and the ORM's own loading costs more
+    than the query."""
+    rows = _USER_WITH_ORGANIZATION.run(session.connection(), {"user_id": user_id, "slug": slug})
+    if not rows:
+        return None
+    row = rows[0]
+    user_values = row[: len(_USER_ROW)]
+    org_values = row[len(_USER_ROW) : len(_USER_ROW) + len(_ORGANIZATION_ROW)]
     return (
-        select(User, Organization, Membership.role)
+        _USER_ROW.attach(session, user_values),
+        _ORGANIZATION_ROW.attach(session, org_values) if org_values[0] is not None else None,
+        row[-1],
+    )
+
+
+_USER_ROW = WholeRow(User)
+_ORGANIZATION_ROW = WholeRow(Organization)
+_USER_WITH_ORGANIZATION = PreparedStatement(
+    lambda: (
+        select(*_USER_ROW.columns, *_ORGANIZATION_ROW.columns, Membership.role)
         .select_from(User)
         .outerjoin(Organization, Organization.slug == bindparam("slug"))
         .outerjoin(
@@ -85,6 +101,7 @@ def _user_with_organization() -> Select:
         )
         .where(User.id == bindparam("user_id"))
     )
+)
 
 
 @cache

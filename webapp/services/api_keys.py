@@ -26,6 +26,7 @@ from webapp.services.errors import FieldError
 from webapp.services.errors import NotFound
 from webapp.services.errors import ValidationFailed
 from webapp.services.prepared import PreparedStatement
+from webapp.services.prepared import WholeRow
 from webapp.services.validation import required_text
 
 KEY_PREFIX = "oik_"
@@ -76,8 +77,7 @@ class LiveKey:
     organization: Mapping[str, Any] | None = None
 
 
-_ORGANIZATION_COLUMNS = tuple(Organization.__table__.columns)
-_ORGANIZATION_KEYS = tuple(c.key for c in _ORGANIZATION_COLUMNS)
+_ORGANIZATION_ROW = WholeRow(Organization)
 
 
 def find_live_api_key(connection: Connection, raw: str) -> LiveKey | None:
@@ -95,16 +95,16 @@ def find_live_api_key(connection: Connection, raw: str) -> LiveKey | None:
         name,
         last_used_at,
         # (an outer join: no organization row, no values)
-        dict(zip(_ORGANIZATION_KEYS, organization, strict=True))
-        if organization[0] is not None
-        else None,
+        _ORGANIZATION_ROW.as_dict(organization) if organization[0] is not None else None,
     )
 
 
 def _live_key_statement() -> Select:
     keys = ApiKey.__table__
     return (
-        select(ApiKey.id, ApiKey.org_id, ApiKey.name, ApiKey.last_used_at, *_ORGANIZATION_COLUMNS)
+        select(
+            ApiKey.id, ApiKey.org_id, ApiKey.name, ApiKey.last_used_at, *_ORGANIZATION_ROW.columns
+        )
         .select_from(keys.outerjoin(Organization.__table__, Organization.id == ApiKey.org_id))
         .where(ApiKey.key_hash == bindparam("key_hash"), ApiKey.revoked_at.is_(None))
     )

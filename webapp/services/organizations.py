@@ -35,7 +35,7 @@ from webapp.services.errors import FieldError
 from webapp.services.errors import NotFound
 from webapp.services.errors import ValidationFailed
 from webapp.services.prepared import PreparedStatement
-from webapp.services.prepared import attached
+from webapp.services.prepared import WholeRow
 from webapp.services.validation import check_redirect_url
 from webapp.services.validation import clean_text
 from webapp.services.validation import normalize_origin
@@ -196,21 +196,19 @@ def get_organization(session: Session, ref: str, *, with_roles: bool = True) -> 
     organization up).
     """
     if not with_roles and isinstance(ref, str):
-        rows = _ORGANIZATION_ROW.run(session.connection(), {"ref": ref})
+        rows = _ORGANIZATION_BY_REF.run(session.connection(), {"ref": ref})
         if not rows:
             raise NotFound(f"no organization {ref!r}")
-        return attached(
-            session, Organization, dict(zip(_ORGANIZATION_COLUMNS, rows[0], strict=True))
-        )
+        return _ORGANIZATION_ROW.attach(session, rows[0])
     org = session.scalar(_organization_statement(with_roles), {"ref": ref})
     if org is None:
         raise NotFound(f"no organization {ref!r}")
     return org
 
 
-_ORGANIZATION_COLUMNS = tuple(c.key for c in Organization.__table__.columns)
-_ORGANIZATION_ROW = PreparedStatement(
-    lambda: select(*Organization.__table__.columns).where(
+_ORGANIZATION_ROW = WholeRow(Organization)
+_ORGANIZATION_BY_REF = PreparedStatement(
+    lambda: select(*_ORGANIZATION_ROW.columns).where(
         or_(Organization.slug == bindparam("ref"), Organization.id == bindparam("ref"))
     )
 )

@@ -131,3 +131,22 @@ def attached(session: Session, model: type[Any], values: Mapping[str, Any]) -> A
     make_transient_to_detached(instance)
     session.add(instance)
     return instance
+
+
+class WholeRow:
+    """Every column of ``model``'s table, in order: select ``columns`` in a prepared
+    statement, then ``attach`` (or ``as_dict``) the values it read."""
+
+    def __init__(self, model: type[Any]) -> None:
+        self.model = model
+        self.columns = tuple(model.__table__.columns)
+        self.keys = tuple(c.key for c in self.columns)
+
+    def __len__(self) -> int:
+        return len(self.columns)
+
+    def as_dict(self, values: Any) -> dict[str, Any]:
+        return dict(zip(self.keys, values, strict=True))
+
+    def attach(self, session: Session, values: Any) -> Any:
+        return attached(session, self.model, self.as_dict(values))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import UTC
 from datetime import datetime
 
 from flask import Flask
@@ -42,14 +43,21 @@ def exact_time(value: datetime | None) -> str:
 def time_element(value: datetime | None, now: datetime | None = None) -> Markup | str:
     """``<time>`` with the exact time as its title and the relative time as its text
     (one call per cell: lists show two a row)."""
+    return "—" if value is None else Markup(time_html(value, now))
+
+
+def time_html(value: datetime | None, now: datetime | None = None) -> str:
+    """:func:`time_element`'s markup as plain text, for builders that make their Markup
+    once (``webapp.web.invitation_rows``)."""
     if value is None:
         return "—"
     # No escaping needed: the three parts are made here from a datetime, of digits,
     # letters and "-:.+ " only (a list page builds fifty of these).
-    return Markup(
-        f'<time datetime="{value.isoformat()}" title="{exact_time(value)}">'
-        f"{relative_time(value, now)}</time>"
-    )
+    iso = value.isoformat()
+    # The exact time from the same text ("2026-11-22T07:50:12+00:00" → "2026-11-22
+    # 07:50 UTC"), when the value is in UTC as the database layer gives it.
+    exact = f"{iso[:10]} {iso[11:16]} UTC" if value.tzinfo is UTC else exact_time(value)
+    return f'<time datetime="{iso}" title="{exact}">{relative_time(value, now)}</time>'
 
 
 def _now() -> dict[str, datetime]:

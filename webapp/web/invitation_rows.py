@@ -23,7 +23,20 @@ from markupsafe import Markup
 from markupsafe import escape
 
 from webapp.models.invitations import effective_status
-from webapp.web.filters import time_element
+from webapp.web.filters import time_html
+
+
+def escape_text(value: str) -> str:
+    """What ``markupsafe.escape`` makes of a string (the same five entities, so rows read
+    like the rest of the page), as plain text: no Markup object per cell."""
+    return (
+        value.replace("&", "&amp;")
+        .replace("<", "&lt;")
+        .replace(">", "&gt;")
+        .replace('"', "&#34;")
+        .replace("'", "&#39;")
+    )
+
 
 # Invitation.delivery_status → what the Email delivery cell says ("failed" has its own).
 DELIVERY_LABELS = {"sent": "Sent", "queued": "Queued", "not_sent": "Link handed out"}
@@ -31,7 +44,7 @@ DELIVERY_LABELS = {"sent": "Sent", "queued": "Queued", "not_sent": "Link handed 
 
 def _delivery_cell(invitation: Any) -> str:
     if invitation.delivery_status == "failed":
-        error = escape(invitation.delivery_error or "")
+        error = escape_text(invitation.delivery_error or "")
         return (
             f'<span class="badge badge--failed" title="{error}">Failed</span> '
             f'<span class="delivery-error">{error}</span>'
@@ -41,10 +54,10 @@ def _delivery_cell(invitation: Any) -> str:
 
 def _inviter_cell(invitation: Any, inviter: str | None) -> str:
     if inviter:
-        return escape(inviter)
+        return escape_text(inviter)
     if invitation.inviter_api_key_id:
         return "API key"
-    return escape(invitation.source)
+    return escape_text(invitation.source)
 
 
 def invitation_detail_cells(
@@ -56,13 +69,21 @@ def invitation_detail_cells(
     effective status; ``inviter``: the inviting user's name or email (None when no user
     invited); ``now``: the page's clock, so that every row's relative times agree.
     """
-    expires = time_element(invitation.expires_at, now) if status in ("pending", "expired") else "—"
-    return Markup(
-        f'<td data-label="Role">{escape(invitation.role)}</td>\n'
+    return Markup(_detail_cells_html(invitation, status, inviter, now))
+
+
+# The builders below return plain text, already escaped: Markup is made once, where
+# the templates receive it (a Markup per cell cost as much as escaping the cell).
+
+
+def _detail_cells_html(invitation: Any, status: str, inviter: str | None, now: datetime) -> str:
+    expires = time_html(invitation.expires_at, now) if status in ("pending", "expired") else "—"
+    return (
+        f'<td data-label="Role">{escape_text(invitation.role)}</td>\n'
         f'<td data-label="Status"><span class="badge badge--{status}">'
         f"{status.capitalize()}</span></td>\n"
         f'<td data-label="Invited by">{_inviter_cell(invitation, inviter)}</td>\n'
-        f'<td data-label="Created">{time_element(invitation.created_at, now)}</td>\n'
+        f'<td data-label="Created">{time_html(invitation.created_at, now)}</td>\n'
         f'<td data-label="Expires">{expires}</td>\n'
         f'<td data-label="Email delivery">{_delivery_cell(invitation)}</td>\n'
     )
@@ -87,9 +108,20 @@ def invitation_row(
     """One invitation's row with its actions: Resend and Revoke while pending, Resend
     once expired. ``row_base`` is the list's URL; ``notice`` shows in the actions cell
     (after revoke, resend or cancel)."""
+    return Markup(_row_html(invitation, inviter, now, escape_text(row_base), notice, notice_level))
+
+
+def _row_html(
+    invitation: Any,
+    inviter: str | None,
+    now: datetime,
+    escaped_row_base: str,
+    notice: str | None = None,
+    notice_level: str | None = None,
+) -> str:
     status = effective_status(invitation.status, invitation.expires_at, now)
-    invitation_id = escape(invitation.id)
-    row_url = f"{escape(row_base)}/{invitation_id}"
+    invitation_id = escape_text(invitation.id)
+    row_url = f"{escaped_row_base}/{invitation_id}"
     actions = []
     if notice:
         actions.append(
@@ -100,10 +132,10 @@ def invitation_row(
         actions.append(_action(row_url, "resend", "Resend", "quiet"))
     if status == "pending":
         actions.append(_action(row_url, "revoke", "Revoke", "danger"))
-    return Markup(
+    return (
         f'<tr id="invitation-{invitation_id}" class="invitation-row">\n'
-        f'<td data-label="Email" class="breakable">{escape(invitation.email)}</td>\n'
-        f"{invitation_detail_cells(invitation, status, inviter, now)}"
+        f'<td data-label="Email" class="breakable">{escape_text(invitation.email)}</td>\n'
+        f"{_detail_cells_html(invitation, status, inviter, now)}"
         f'<td class="actions">{"".join(actions)}</td>\n'
         "</tr>\n"
     )
@@ -113,11 +145,9 @@ def invitation_rows(
     invitations: Iterable[Any], inviter_names: Mapping[str, str], now: datetime, row_base: str
 ) -> Markup:
     """Every row of a list page (one template call for the page, not one per row)."""
+    base = escape_text(row_base)
     return Markup(
-        "".join(
-            invitation_row(i, inviter_names.get(i.inviter_user_id), now, row_base)
-            for i in invitations
-        )
+        "".join(_row_html(i, inviter_names.get(i.inviter_user_id), now, base) for i in invitations)
     )
 
 
