@@ -540,7 +540,7 @@ def test_plain_rows_read_only_the_asked_columns_and_never_the_token_hash(session
         org,
         InvitationQuery(limit=5, plain_rows=True, columns=("id", "email", "created_at")),
     )
-    assert vars(narrow.items[0]) == {
+    assert narrow.items[0]._asdict() == {
         "id": objects.items[0].id,
         "email": objects.items[0].email,
         "created_at": objects.items[0].created_at,

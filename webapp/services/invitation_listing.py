@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections import namedtuple
 from collections.abc import Sequence
 from dataclasses import dataclass
 from dataclasses import field
@@ -80,18 +81,22 @@ class InvitationQuery:
     json_as_text: bool = False
 
 
-class InvitationRow:
-    """An invitation's columns as plain attributes (no ORM object, no session).
+class InvitationRow(tuple):
+    """An invitation's columns as plain attributes (no ORM object, no session): a named
+    tuple, one type per set of columns (:func:`invitation_row_type`).
 
     Several times faster to read than SQLAlchemy's ``Row``, whose attribute access runs
-    a Python-level lookup: a list page reads two dozen attributes of every row.
+    a Python-level lookup (a list page reads two dozen attributes of every row), and
+    made from the driver's tuple without a Python call per row.
     """
 
-    def __init__(self, columns: Sequence[str], values: Sequence[object]) -> None:
-        self.__dict__.update(zip(columns, values, strict=True))
+    __slots__ = ()
 
-    def __repr__(self) -> str:
-        return f"<InvitationRow {self.__dict__.get('id')}>"
+
+@cache
+def invitation_row_type(columns: tuple[str, ...]) -> type[InvitationRow]:
+    fields = namedtuple("InvitationColumns", columns)  # noqa: PYI024 - built per column set
+    return type("InvitationRow", (fields, InvitationRow), {"__slots__": ()})
 
 
 @dataclass
@@ -344,7 +349,8 @@ def list_invitations(
         columns = keys[:width]
         if values:
             extras = tuple(values[0][width:])
-        rows = [InvitationRow(columns, v[:width]) for v in values]
+        row_type, make = invitation_row_type(columns), tuple.__new__
+        rows = [make(row_type, v[:width]) for v in values]
     else:
         rows = list(session.execute(statement, params).scalars())
     if cursor_id and not rows:

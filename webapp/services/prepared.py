@@ -109,7 +109,9 @@ class PreparedStatement:
         for row in rows:
             values = list(row)
             for index, processor in processing:
-                values[index] = processor(values[index])
+                value = values[index]
+                if value is not None:  # NULL stays None (unset times are most of a row's)
+                    values[index] = processor(value)
             processed.append(tuple(values))
         return processed
 
