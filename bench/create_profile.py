@@ -29,22 +29,10 @@ from sqlalchemy import event  # noqa: E402
 from sqlalchemy import select  # noqa: E402
 
 from bench.common import scratch_app  # noqa: E402
+from tests.statements import driver_statements  # noqa: E402
 from webapp.extensions import db  # noqa: E402
 from webapp.models import Organization  # noqa: E402
 from webapp.services.api_keys import create_api_key  # noqa: E402
-
-
-def _counting_cursor(base, statements: list[str]):
-    class CountingCursor(base):
-        def execute(self, query, params=None, **kwargs):
-            statements.append(str(query))
-            return super().execute(query, params, **kwargs)
-
-        def executemany(self, query, params_seq, **kwargs):
-            statements.append(str(query))
-            return super().executemany(query, params_seq, **kwargs)
-
-    return CountingCursor
 
 
 def main() -> None:
@@ -69,34 +57,20 @@ def main() -> None:
         if org is None:
             from bench.seed import seed
 
+            db.session.rollback()  # the lookup's transaction holds SQLite's write lock
             seed(app, args.count)
             org = db.session.scalar(select(Organization).where(Organization.slug == "big"))
         _, secret = create_api_key(db.session, org=org, name="create-profile")
         db.session.commit()
         engine = db.engine
 
-    statements: list[str] = []
-
-    # Every statement the driver runs, SQLAlchemy's and raw cursors' alike (BEGIN and
-    # COMMIT included on SQLite, where the app sends them itself).
+    # The connections the timing loop uses run these pragmas.
     @event.listens_for(engine, "connect")
     def _pragmas(dbapi_connection, _record):
         for pragma in args.sqlite_pragma:
             dbapi_connection.execute(f"PRAGMA {pragma}")
 
     engine.dispose()
-    tracing: list[bool] = []
-
-    @event.listens_for(engine, "connect")
-    def _trace(dbapi_connection, _record):
-        if not tracing:
-            return
-        if engine.dialect.name == "sqlite":
-            dbapi_connection.set_trace_callback(statements.append)
-        else:
-            dbapi_connection.cursor_factory = _counting_cursor(
-                dbapi_connection.cursor_factory, statements
-            )
 
     client = app.test_client()
     headers = {"Authorization": f"Bearer {secret}"}
@@ -124,23 +98,19 @@ def main() -> None:
     cpu.sort()
     wall.sort()
 
-    # Statements, counted apart from the timing (tracing costs time). SQLite's trace
-    # also reports the statements a trigger or a virtual table runs ("-- …") and repeats
-    # a statement whose trigger program runs: count each top-level statement once.
-    tracing.append(True)
-    engine.dispose()
+    # Statements, counted apart from the timing (recording costs time): every statement
+    # the driver runs, SQLAlchemy's and raw cursors' alike (BEGIN and COMMIT included on
+    # SQLite, where the app sends them itself). SQLite's trace repeats a statement whose
+    # trigger program runs: count each top-level statement once.
     per_request: list[int] = []
     for n in range(20):
-        statements.clear()
-        create(args.requests + n)
-        top = [s for s in statements if not s.startswith("--")]
-        top = [s for i, s in enumerate(top) if i == 0 or s != top[i - 1]]
+        with driver_statements(engine) as statements:
+            create(args.requests + n)
+        top = [s for i, s in enumerate(statements) if i == 0 or s != statements[i - 1]]
         per_request.append(len(top))
         if n == 0 and args.show_sql:
             for s in top:
-                print("   ", " ".join(s.split())[:160])
-    tracing.clear()
-    engine.dispose()
+                print("   ", s[:160])
     print(
         f"{app.config['DATABASE_URL'].split(':', 1)[0]}: {args.requests} creates, CPU per request "
         f"median {statistics.median(cpu):.2f} ms, p90 {cpu[int(len(cpu) * 0.9)]:.2f} ms; "
