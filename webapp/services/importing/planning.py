@@ -9,6 +9,7 @@ lookup, is what keeps a re-import or a concurrent import from inviting anyone tw
 
 from __future__ import annotations
 
+import gc
 import json
 import logging
 import math
@@ -16,6 +17,7 @@ from collections import Counter
 from collections.abc import Callable
 from collections.abc import Iterator
 from collections.abc import Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from dataclasses import field
 from datetime import datetime
@@ -634,6 +636,28 @@ def refresh_statistics(session: Session, rows_to_come: int) -> None:
         session.commit()
 
 
+@contextmanager
+def gc_skips_existing_objects() -> Iterator[None]:
+    """While importing: the garbage collector leaves the objects that exist now alone.
+
+    An import holds the parsed file and its plan (millions of objects) while each batch
+    makes thousands of rows that live through several young collections; every few
+    batches that promotes enough of them to trigger a full collection, which walks the
+    whole plan again (about 0.14 s each, half a second per 100,000-row import). Frozen
+    objects (``gc.freeze``) are skipped by every collection; what the import and other
+    threads create meanwhile is collected as usual, and the frozen objects go back to
+    the oldest generation afterwards. Left as it is when something else froze objects.
+    """
+    if gc.get_freeze_count():
+        yield
+        return
+    gc.freeze()
+    try:
+        yield
+    finally:
+        gc.unfreeze()
+
+
 def run_import(
     session: Session,
     org: Organization,
@@ -654,24 +678,25 @@ def run_import(
     result = ImportResult()
     done = 0
     try:
-        for chunk in _chunks(valid, batch_size):
-            if result.stopped:
-                mark_over_quota(chunk, result.stopped)
-            else:
-                result.stopped = import_batch_committed(
-                    session,
-                    org,
-                    chunk,
-                    actor=actor,
-                    source=source,
-                    now=plan.now,
-                    event_data=event_data,
-                )
-                if done == 0:
-                    refresh_statistics(session, len(valid) - len(chunk))
-            done += len(chunk)
-            if progress:
-                progress(done, len(valid))
+        with gc_skips_existing_objects():
+            for chunk in _chunks(valid, batch_size):
+                if result.stopped:
+                    mark_over_quota(chunk, result.stopped)
+                else:
+                    result.stopped = import_batch_committed(
+                        session,
+                        org,
+                        chunk,
+                        actor=actor,
+                        source=source,
+                        now=plan.now,
+                        event_data=event_data,
+                    )
+                    if done == 0:
+                        refresh_statistics(session, len(valid) - len(chunk))
+                done += len(chunk)
+                if progress:
+                    progress(done, len(valid))
     finally:
         if len(valid) > batch_size:
             end_sqlite_bulk_writes(session)
