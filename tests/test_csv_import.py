@@ -28,6 +28,7 @@ from webapp.models import ImportJobData
 from webapp.models import Invitation
 from webapp.models import OutboxMessage
 from webapp.services.actors import SYSTEM
+from webapp.services.bulk_rows import POSTGRES_COPY_MIN_ROWS
 from webapp.services.counters import status_totals
 from webapp.services.csv_export import FORMULA_TRIGGERS
 from webapp.services.csv_export import csv_bytes
@@ -243,6 +244,27 @@ def test_importing_the_same_file_again_creates_nothing(session, org):
         count(session, OutboxMessage),
     ) == totals
     assert status_totals(session, org.id)["pending"] == 30
+
+
+def test_an_address_invited_after_planning_is_skipped_in_a_large_batch(session, org):
+    """A batch large enough for PostgreSQL's COPY path meets an address that got its
+    pending invitation after the plan was made: the unique index still skips it."""
+    text = "email\n" + "".join(
+        f"person{n}@example.com\n" for n in range(POSTGRES_COPY_MIN_ROWS + 10)
+    )
+    plan = plan_for(session, org, text)
+    create_invitation(session, org, InvitationRequest(email="person7@example.com"), actor=SYSTEM)
+    session.commit()
+
+    result = run_import(session, org, plan, actor=SYSTEM, source="import")
+
+    rows = POSTGRES_COPY_MIN_ROWS + 10
+    assert result.totals() == {"invited": rows - 1, "already_invited": 1}
+    assert by_email(plan.rows)["person7@example.com"][0] == "already_invited"
+    assert count(session, Invitation) == rows
+    assert count(session, AuditEvent, AuditEvent.type == "invitation.created") == rows
+    assert count(session, OutboxMessage) == rows
+    assert status_totals(session, org.id)["pending"] == rows
 
 
 def test_an_import_over_the_quota_says_so_and_stops_at_the_quota(session, org):

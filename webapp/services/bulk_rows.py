@@ -11,8 +11,9 @@ to the driver as tuples:
   than ``executemany`` of the same rows, and the invitations' insert trigger fills the
   FTS5 search table, which flushes its pending terms at every statement that runs a
   trigger (one flush per statement instead of per row);
-* PostgreSQL: ``COPY … FROM STDIN``; invitations are copied into a temporary table and
-  moved with one ``INSERT … SELECT … ON CONFLICT DO NOTHING RETURNING id``, so the
+* PostgreSQL: ``COPY … FROM STDIN``; invitations are copied straight into their table
+  inside a savepoint, and only if one of them conflicts, copied into a temporary table
+  and moved with one ``INSERT … SELECT … ON CONFLICT DO NOTHING RETURNING id``, so the
   one-pending-per-address index still decides, row by row, who wins.
 """
 
@@ -27,6 +28,7 @@ from datetime import datetime
 from functools import lru_cache
 from typing import Any
 
+import psycopg
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
@@ -233,6 +235,29 @@ def _copy(cursor, table_name: str, names: Sequence[str], values: list[tuple[Any,
             copy.write_row(row)
 
 
+def _copy_unless_conflict(
+    cursor, table_name: str, names: Sequence[str], values: list[tuple[Any, ...]]
+) -> bool:
+    """PostgreSQL: COPY the rows straight into the table, inside a savepoint; False (and
+    nothing written) if one of them violates a unique index.
+
+    An import batch rarely conflicts (its planning skipped the addresses invited
+    already), and COPY into the table costs about half a second less per 100,000 rows
+    than COPY into a staging table and INSERT … SELECT … ON CONFLICT. A batch that does
+    conflict (a concurrent import, a re-import racing this one) takes that path instead,
+    where the index decides row by row; a racer's uncommitted row makes COPY wait for
+    its transaction, as the INSERT would.
+    """
+    cursor.execute("SAVEPOINT bulk_copy")
+    try:
+        _copy(cursor, table_name, names, values)
+    except psycopg.errors.UniqueViolation:
+        cursor.execute("ROLLBACK TO SAVEPOINT bulk_copy")
+        return False
+    cursor.execute("RELEASE SAVEPOINT bulk_copy")
+    return True
+
+
 def insert_skipping_conflicts(
     session: Session,
     table: sa.Table,
@@ -259,12 +284,16 @@ def insert_skipping_conflicts(
     inserted: set[Any] = set()
     try:
         if dialect == "postgresql":
-            # Small batches: one multi-row INSERT; large ones: COPY into a temporary
-            # table, then one INSERT … SELECT in the same order.
+            # Small batches: one multi-row INSERT; large ones: COPY straight into the
+            # table, and only if a row conflicts, COPY into a temporary table and one
+            # INSERT … SELECT … ON CONFLICT in the same order.
             if len(rows) < POSTGRES_COPY_MIN_ROWS:
                 inserted.update(
                     _insert_values_returning(cursor, dialect, table, writer, values, tail)
                 )
+            elif _copy_unless_conflict(cursor, table.name, writer.names, values):
+                position = writer.names.index(returning)
+                inserted.update(row[position] for row in values)
             else:
                 cursor.execute(
                     f"CREATE TEMPORARY TABLE IF NOT EXISTS {_STAGING} "
