@@ -59,6 +59,7 @@ from webapp.services.importing.planning import FAILED
 from webapp.services.importing.planning import INVITED
 from webapp.services.importing.planning import SKIPPED
 from webapp.services.importing.planning import WILL_INVITE
+from webapp.services.importing.planning import BatchRowsAhead
 from webapp.services.importing.planning import ImportDefaults
 from webapp.services.importing.planning import ImportPlan
 from webapp.services.importing.planning import PlannedRow
@@ -507,10 +508,16 @@ def _import_step(
     assert plan is not None
     event_data = {"import_id": job.id}
     retries = 0
-    with gc_skips_existing_objects():
+    with (
+        gc_skips_existing_objects(),
+        BatchRowsAhead(
+            session, org, actor=actor, source="import", now=plan.now, event_data=event_data
+        ) as ahead,
+    ):
         while job.progress_done < len(valid):
             start = job.progress_done
             chunk = valid[start : start + batch_size]
+            ahead.build(valid[start + batch_size : start + 2 * batch_size])
             try:
                 import_batch(
                     session,
@@ -520,6 +527,7 @@ def _import_step(
                     source="import",
                     now=plan.now,
                     event_data=event_data,
+                    ahead=ahead,
                 )
             except QuotaExceeded as exc:
                 session.rollback()
