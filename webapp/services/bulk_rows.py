@@ -29,7 +29,6 @@ from datetime import datetime
 from functools import lru_cache
 from typing import Any
 
-import psycopg
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
@@ -45,6 +44,7 @@ POSTGRES_COPY_MIN_ROWS = 50
 # parameter limit).
 SQLITE_ROWS_PER_STATEMENT = 500
 _STAGING = "invitation_batch_staging"
+UNIQUE_VIOLATION = "23505"  # PostgreSQL's SQLSTATE
 
 
 def _utc(value: datetime) -> datetime:
@@ -291,7 +291,11 @@ def _copy_unless_conflict(
     cursor.execute("SAVEPOINT bulk_copy")
     try:
         _copy(cursor, table_name, names, values)
-    except psycopg.errors.UniqueViolation:
+    except Exception as error:
+        # Told by its SQLSTATE: importing psycopg here would load libpq into every
+        # SQLite process (~10 MB of resident memory).
+        if getattr(error, "sqlstate", None) != UNIQUE_VIOLATION:
+            raise
         cursor.execute("ROLLBACK TO SAVEPOINT bulk_copy")
         return False
     cursor.execute("RELEASE SAVEPOINT bulk_copy")

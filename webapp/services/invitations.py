@@ -554,35 +554,45 @@ def new_invitation_rows(
         _invitation_row(org_id, requests[i], actor, source, now, token_hash, invitation_id)
         for i, invitation_id, (_, token_hash) in zip(order, ids, tokens, strict=True)
     ]
-    events = [
-        _created_event(org_id, row, actor, source, now, event_data, event_id=event_id)
-        for row, event_id in zip(rows, new_ids("evt", count), strict=True)
-    ]
+    # Each table's dicts are converted as soon as they are built, then dropped: two
+    # batches' rows are in memory at once (one written, one built ahead).
+    events = driver_rows(
+        AuditEvent.__table__,
+        [
+            _created_event(org_id, row, actor, source, now, event_data, event_id=event_id)
+            for row, event_id in zip(rows, new_ids("evt", count), strict=True)
+        ],
+        dialect,
+    )
     emailed = [position for position, i in enumerate(order) if requests[i].notify]
     # Queued now; the worker writes invitation.sent once the server accepted it.
     sealed = seal_many_for_outbox([tokens[position][0] for position in emailed])
-    emails = [
-        outbox_row(
-            kind="invitation",
-            to_email=rows[position]["email"],
-            sealed_token=sealed_token,
-            org_id=org_id,
-            invitation_id=rows[position]["id"],
-            now=now,
-            message_id=message_id,
-        )
-        for position, sealed_token, message_id in zip(
-            emailed, sealed, new_ids("msg", len(emailed)), strict=True
-        )
-    ]
+    emails = driver_rows(
+        OutboxMessage.__table__,
+        [
+            outbox_row(
+                kind="invitation",
+                to_email=rows[position]["email"],
+                sealed_token=sealed_token,
+                org_id=org_id,
+                invitation_id=rows[position]["id"],
+                now=now,
+                message_id=message_id,
+            )
+            for position, sealed_token, message_id in zip(
+                emailed, sealed, new_ids("msg", len(emailed)), strict=True
+            )
+        ],
+        dialect,
+    )
     return NewInvitationRows(
         dialect=dialect,
         order=order,
         raw_tokens=[raw for raw, _ in tokens],
         invitations=driver_rows(Invitation.__table__, rows, dialect),
-        events=driver_rows(AuditEvent.__table__, events, dialect),
+        events=events,
         emailed=emailed,
-        emails=driver_rows(OutboxMessage.__table__, emails, dialect),
+        emails=emails,
     )
 
 
