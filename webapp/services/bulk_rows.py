@@ -240,10 +240,11 @@ def _insert_sql(table_name: str, names: tuple[str, ...], dialect: str, rows: int
     )
 
 
-def _insert_values(cursor, rows: DriverRows, values: list, tail: str = "") -> None:
-    """One multi-row ``INSERT … VALUES (…), (…) <tail>``."""
+def _insert_values(cursor, converted: DriverRows, values: list, tail: str = "") -> None:
+    """One multi-row ``INSERT … VALUES (…), (…) <tail>`` of ``values`` (some of
+    ``converted``'s rows)."""
     cursor.execute(
-        _insert_sql(rows.table.name, rows.names, rows.dialect, len(values), tail),
+        _insert_sql(converted.table.name, converted.names, converted.dialect, len(values), tail),
         [v for row in values for v in row],
     )
 
@@ -261,8 +262,8 @@ def insert_rows(
         if converted.dialect == "postgresql" and len(values) >= POSTGRES_COPY_MIN_ROWS:
             _copy(cursor, table.name, converted.names, values)
         else:
-            # Multi-row statements: SQLite runs 500 rows in one INSERT about a third
-            # faster than the same rows one by one (audit events, outbox emails).
+            # Multi-row statements (SQLite; PostgreSQL below the COPY size): SQLite
+            # runs 500 rows in one INSERT about a third faster than one by one.
             for start in range(0, len(values), SQLITE_ROWS_PER_STATEMENT):
                 _insert_values(cursor, converted, values[start : start + SQLITE_ROWS_PER_STATEMENT])
     finally:
@@ -352,9 +353,10 @@ def insert_skipping_conflicts(
                 inserted.update(r[0] for r in cursor.fetchall())
                 cursor.execute(f"DELETE FROM {_STAGING}")
         else:
-            # No RETURNING: the row count tells whether every row went in (the rule),
-            # and only a statement that skipped some looks up which of its (new,
-            # unique) values are there. Reading RETURNING rows costs a step per row.
+            # No RETURNING: the row count tells whether every row went in (as nearly
+            # always), and only a statement that skipped some looks up which of its
+            # (new, unique) values are there. Reading RETURNING rows costs SQLite a
+            # step per row, and the writing thread a GIL hand-over per step.
             position = names.index(returning)
             for start in range(0, len(values), SQLITE_ROWS_PER_STATEMENT):
                 chunk = values[start : start + SQLITE_ROWS_PER_STATEMENT]
