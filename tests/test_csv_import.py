@@ -28,6 +28,7 @@ from webapp.models import ImportJobData
 from webapp.models import Invitation
 from webapp.models import OutboxMessage
 from webapp.services.actors import SYSTEM
+from webapp.services.bulk_rows import POSTGRES_COPY_MIN_ROWS
 from webapp.services.counters import status_totals
 from webapp.services.csv_export import FORMULA_TRIGGERS
 from webapp.services.csv_export import csv_bytes
@@ -56,6 +57,8 @@ from webapp.services.invitations import create_invitation
 from webapp.services.organizations import create_project
 from webapp.services.organizations import get_organization
 from webapp.services.organizations import update_organization
+from webapp.services.tokens import hash_token
+from webapp.services.tokens import open_from_outbox
 
 
 def plan_for(session, org, text: str | bytes, **defaults):
@@ -243,6 +246,27 @@ def test_importing_the_same_file_again_creates_nothing(session, org):
         count(session, OutboxMessage),
     ) == totals
     assert status_totals(session, org.id)["pending"] == 30
+
+
+def test_an_address_invited_after_planning_is_skipped_in_a_large_batch(session, org):
+    """A batch large enough for PostgreSQL's COPY path meets an address that got its
+    pending invitation after the plan was made: the unique index still skips it."""
+    text = "email\n" + "".join(
+        f"person{n}@example.com\n" for n in range(POSTGRES_COPY_MIN_ROWS + 10)
+    )
+    plan = plan_for(session, org, text)
+    create_invitation(session, org, InvitationRequest(email="person7@example.com"), actor=SYSTEM)
+    session.commit()
+
+    result = run_import(session, org, plan, actor=SYSTEM, source="import")
+
+    rows = POSTGRES_COPY_MIN_ROWS + 10
+    assert result.totals() == {"invited": rows - 1, "already_invited": 1}
+    assert by_email(plan.rows)["person7@example.com"][0] == "already_invited"
+    assert count(session, Invitation) == rows
+    assert count(session, AuditEvent, AuditEvent.type == "invitation.created") == rows
+    assert count(session, OutboxMessage) == rows
+    assert status_totals(session, org.id)["pending"] == rows
 
 
 def test_an_import_over_the_quota_says_so_and_stops_at_the_quota(session, org):
@@ -675,3 +699,69 @@ def test_a_multi_batch_import_leaves_no_connection_with_its_checkpoint_setting(s
     finally:
         for connection in connections:
             connection.close()
+
+
+def test_rows_built_ahead_make_the_same_invitations_as_rows_built_in_place(
+    session, org, monkeypatch
+):
+    """Batches after the first take their rows from the helper thread (BatchRowsAhead):
+    every invitation has its event and an email whose sealed link is the invitation's."""
+    text = "email,public_metadata.team\n" + "".join(
+        f"person{n}@example.com,team{n % 3}\n" for n in range(23)
+    )
+    plan = plan_for(session, org, text)
+    taken = []
+    real_take = planning.BatchRowsAhead.take
+
+    def take(self, requests, arguments):
+        rows = real_take(self, requests, arguments)
+        taken.append(rows is not None)
+        return rows
+
+    monkeypatch.setattr(planning.BatchRowsAhead, "take", take)
+    result = run_import(
+        session, org, plan, actor=SYSTEM, source="import", batch_size=5, event_data={"x": 1}
+    )
+    assert result.totals() == {"invited": 23}
+    assert taken == [False, True, True, True, True]  # the first batch is built in place
+
+    invitations = session.scalars(select(Invitation).order_by(Invitation.email_key)).all()
+    assert len({i.token_hash for i in invitations}) == 23
+    for invitation in invitations:
+        n = int(invitation.email_key.removeprefix("person").split("@")[0])
+        assert invitation.public_metadata == {"team": f"team{n % 3}"}
+        [event] = session.scalars(
+            select(AuditEvent).where(AuditEvent.invitation_id == invitation.id)
+        ).all()
+        assert event.type == "invitation.created"
+        assert event.data == {
+            "email": invitation.email,
+            "role": invitation.role,
+            "source": "import",
+            "x": 1,
+        }
+        [email] = session.scalars(
+            select(OutboxMessage).where(OutboxMessage.invitation_id == invitation.id)
+        ).all()
+        assert email.to_email == invitation.email
+        assert hash_token(open_from_outbox(email.token_ciphertext)) == invitation.token_hash
+    assert status_totals(session, org.id)["pending"] == 23
+
+
+def test_rows_built_ahead_are_only_taken_for_exactly_their_requests(session, org):
+    plan = plan_for(session, org, "email\n" + "".join(f"p{n}@example.com\n" for n in range(6)))
+    rows = plan.valid_rows()
+    arguments = (SYSTEM, "import", plan.now, None)
+    with planning.BatchRowsAhead(
+        session, org, actor=SYSTEM, source="import", now=plan.now, event_data=None
+    ) as ahead:
+        ahead.build(rows[:3])
+        ahead.build(rows[3:])
+        requests = [r.checked for r in rows]
+        assert ahead.take(requests[:2], arguments) is None  # not what was built
+        assert ahead.take(requests[:3], arguments) is None  # that build was given up
+        assert ahead.take(requests[3:], (SYSTEM, "api", plan.now, None)) is None
+        ahead.build(rows[3:])
+        built = ahead.take(requests[3:], arguments)
+        assert built is not None and sorted(built.order) == [0, 1, 2]
+        assert ahead.take(requests[3:], arguments) is None  # each build is taken once

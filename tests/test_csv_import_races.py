@@ -35,7 +35,9 @@ def addresses(numbers) -> bytes:
     return ("email\n" + "".join(f"person{n}@example.com\n" for n in numbers)).encode()
 
 
-def import_together(app, slug: str, files: list[bytes]) -> list[tuple[str, object]]:
+def import_together(
+    app, slug: str, files: list[bytes], batch_size: int
+) -> list[tuple[str, object]]:
     barrier = threading.Barrier(len(files))
     results: list[tuple[str, object]] = [("missing", None)] * len(files)
 
@@ -49,7 +51,7 @@ def import_together(app, slug: str, files: list[bytes]) -> list[tuple[str, objec
             barrier.wait(timeout=30)
             try:
                 result = run_import(
-                    db.session, org, plan, actor=SYSTEM, source="import", batch_size=40
+                    db.session, org, plan, actor=SYSTEM, source="import", batch_size=batch_size
                 )
                 results[index] = ("ok", result.totals())
             except Exception as exc:  # noqa: BLE001 - surfaced by the assertions
@@ -64,17 +66,21 @@ def import_together(app, slug: str, files: list[bytes]) -> list[tuple[str, objec
     return results
 
 
+# Batches below and above POSTGRES_COPY_MIN_ROWS (multi-row INSERT; COPY) on PostgreSQL.
+@pytest.mark.parametrize("batch_size", [40, 120])
 @pytest.mark.parametrize("attempt", range(REPEATS))
-def test_two_concurrent_imports_of_overlapping_files_invite_each_address_once(app, attempt):
+def test_two_concurrent_imports_of_overlapping_files_invite_each_address_once(
+    app, attempt, batch_size
+):
     with app.app_context():
-        org = create_organization(db.session, name=f"Race {attempt}")
+        org = create_organization(db.session, name=f"Race {attempt} {batch_size}")
         db.session.commit()
         slug, org_id = org.slug, org.id
     first = range(0, 400)
     # Overlap in the middle, in reverse order, so the batches meet from both sides.
     second = list(reversed(range(200, 600)))
 
-    results = import_together(app, slug, [addresses(first), addresses(second)])
+    results = import_together(app, slug, [addresses(first), addresses(second)], batch_size)
 
     assert [kind for kind, _ in results] == ["ok", "ok"], results
     totals = [r for _, r in results]

@@ -11,6 +11,7 @@ from webapp.clock import utcnow
 from webapp.ids import new_id
 from webapp.models import AuditEvent
 from webapp.services.actors import Actor
+from webapp.services.bulk_rows import DriverRows
 from webapp.services.bulk_rows import insert_rows
 
 
@@ -41,8 +42,9 @@ def event_row(
     }
 
 
-def record_events(session: Session, rows: list[dict[str, Any]]) -> None:
-    """Add many events (built by ``event_row``) in one executemany. Never with a token."""
+def record_events(session: Session, rows: list[dict[str, Any]] | DriverRows) -> None:
+    """Add many events (built by ``event_row``, maybe converted by ``driver_rows``) in
+    as few statements as it takes. Never with a token."""
     if rows:
         insert_rows(session, AuditEvent.__table__, rows)
 

@@ -42,6 +42,8 @@ from webapp.models.invitations import PENDING_ONLY
 from webapp.services.actors import Actor
 from webapp.services.audit import event_row
 from webapp.services.audit import record_events
+from webapp.services.bulk_rows import DriverRows
+from webapp.services.bulk_rows import driver_rows
 from webapp.services.bulk_rows import insert_skipping_conflicts
 from webapp.services.bulk_rows import row_writer
 from webapp.services.counters import add_to_counter
@@ -77,6 +79,10 @@ MAX_MESSAGE_LENGTH = 1000
 # ON CONFLICT target of the partial unique index: one pending invitation per address.
 PENDING_CONFLICT_TARGET = f"(org_id, email_key) WHERE {PENDING_ONLY.text}"
 PROJECT_ROLES = ("member", "owner")
+# The enums' values, read once: a bulk import writes them into 90,000 rows.
+PENDING = InvitationStatus.PENDING.value
+QUEUED = DeliveryStatus.QUEUED.value
+NOT_SENT = DeliveryStatus.NOT_SENT.value
 # expires_at given by a client is measured a moment after it was computed.
 EXPIRY_CLOCK_SLACK = timedelta(seconds=60)
 
@@ -492,7 +498,7 @@ class BatchCreation:
     already_member: list[int] = field(default_factory=list)
 
 
-def _insert_skipping_pending(session: Session, rows: list[dict[str, Any]]) -> set[str]:
+def _insert_skipping_pending(session: Session, rows: list[dict[str, Any]] | DriverRows) -> set[str]:
     """INSERT … ON CONFLICT DO NOTHING on the one-pending-per-address index; return the
     ids of the rows that went in (the others lost to an existing pending invitation).
 
@@ -501,6 +507,92 @@ def _insert_skipping_pending(session: Session, rows: list[dict[str, Any]]) -> se
     """
     return insert_skipping_conflicts(
         session, Invitation.__table__, rows, conflict=PENDING_CONFLICT_TARGET
+    )
+
+
+@dataclass(frozen=True)
+class NewInvitationRows:
+    """Every row a batch of new invitations may write, built before anything is written.
+
+    For each request, in address order (the order of the INSERT): the invitation row,
+    its ``invitation.created`` event and, if it notifies, its outbox email with the
+    sealed link, all converted for the driver; ``create_checked_invitations`` writes
+    the ones of the invitations it creates. Made by ``new_invitation_rows``, which
+    needs no database: a bulk import builds the next batch's rows while the database
+    writes this one's.
+    """
+
+    dialect: str
+    order: list[int]  # request indexes, in address order
+    raw_tokens: list[str]  # by position in ``order``
+    invitations: DriverRows
+    events: DriverRows
+    emailed: list[int]  # positions in ``order`` that notify
+    emails: DriverRows  # one per position in ``emailed``
+
+
+def new_invitation_rows(
+    org_id: str,
+    requests: Sequence[CheckedRequest],
+    *,
+    actor: Actor,
+    source: str,
+    now: datetime,
+    event_data: dict[str, Any] | None,
+    dialect: str,
+) -> NewInvitationRows:
+    """The rows of a new invitation for every request (see ``NewInvitationRows``).
+
+    Ids, link tokens and seals come per batch (one read of random bytes each). Run in
+    an app context (the seals' key comes from the secret key).
+    """
+    count = len(requests)
+    order = sorted(range(count), key=lambda i: requests[i].email_key)
+    ids = new_ids("inv", count)
+    tokens = new_tokens(count)
+    rows = [
+        _invitation_row(org_id, requests[i], actor, source, now, token_hash, invitation_id)
+        for i, invitation_id, (_, token_hash) in zip(order, ids, tokens, strict=True)
+    ]
+    # Each table's dicts are converted as soon as they are built, then dropped: two
+    # batches' rows are in memory at once (one written, one built ahead).
+    events = driver_rows(
+        AuditEvent.__table__,
+        [
+            _created_event(org_id, row, actor, source, now, event_data, event_id=event_id)
+            for row, event_id in zip(rows, new_ids("evt", count), strict=True)
+        ],
+        dialect,
+    )
+    emailed = [position for position, i in enumerate(order) if requests[i].notify]
+    # Queued now; the worker writes invitation.sent once the server accepted it.
+    sealed = seal_many_for_outbox([tokens[position][0] for position in emailed])
+    emails = driver_rows(
+        OutboxMessage.__table__,
+        [
+            outbox_row(
+                kind="invitation",
+                to_email=rows[position]["email"],
+                sealed_token=sealed_token,
+                org_id=org_id,
+                invitation_id=rows[position]["id"],
+                now=now,
+                message_id=message_id,
+            )
+            for position, sealed_token, message_id in zip(
+                emailed, sealed, new_ids("msg", len(emailed)), strict=True
+            )
+        ],
+        dialect,
+    )
+    return NewInvitationRows(
+        dialect=dialect,
+        order=order,
+        raw_tokens=[raw for raw, _ in tokens],
+        invitations=driver_rows(Invitation.__table__, rows, dialect),
+        events=events,
+        emailed=emailed,
+        emails=emails,
     )
 
 
@@ -513,6 +605,7 @@ def create_checked_invitations(
     source: str,
     now: datetime | None = None,
     event_data: dict[str, Any] | None = None,
+    rows: NewInvitationRows | None = None,
 ) -> BatchCreation:
     """The one write path of new invitations, for one request or thousands.
 
@@ -523,16 +616,20 @@ def create_checked_invitations(
     caller, is skipped by the partial unique index (ON CONFLICT DO NOTHING), never
     duplicated. Rows are inserted in address order so that concurrent batches lock
     index entries in one order.
+
+    ``rows``, if given, are ``new_invitation_rows`` of these same requests (with the
+    same actor, source, now and event data), built ahead; otherwise they are built here.
     """
     now = now or utcnow()
     result = BatchCreation()
+    org_id = org.id
     keys = [c.email_key for c in requests]
-    members = member_keys(session, org.id, keys)
+    members = member_keys(session, org_id, keys)
     candidates = [i for i, c in enumerate(requests) if c.email_key not in members]
     result.already_member = [i for i, c in enumerate(requests) if c.email_key in members]
     # A lapsed pending invitation reads as expired everywhere; make that true in the
     # table too, so it no longer holds the one-pending-per-address index.
-    expire_lapsed_for_addresses(session, org.id, [keys[i] for i in candidates])
+    expire_lapsed_for_addresses(session, org_id, [keys[i] for i in candidates])
     fresh: list[int] = []
     seen: set[str] = set()
     for i in candidates:
@@ -548,7 +645,7 @@ def create_checked_invitations(
     try:
         check_quota(session, org, now, adding=len(fresh))
     except QuotaExceeded:
-        pending = pending_keys(session, org.id, [keys[i] for i in fresh])
+        pending = pending_keys(session, org_id, [keys[i] for i in fresh])
         if not pending:
             raise
         result.already_invited.extend(i for i in fresh if keys[i] in pending)
@@ -557,52 +654,49 @@ def create_checked_invitations(
             result.already_invited.sort()
             return result
         check_quota(session, org, now, adding=len(fresh))
-    fresh.sort(key=lambda i: keys[i])
-    # Ids and tokens for the whole batch at once (one read of random bytes each).
-    ids = new_ids("inv", len(fresh))
-    tokens = new_tokens(len(fresh))
-    rows = [
-        _invitation_row(org, requests[i], actor, source, now, token_hash, invitation_id)
-        for i, invitation_id, (_, token_hash) in zip(fresh, ids, tokens, strict=True)
-    ]
-    inserted = _insert_skipping_pending(session, rows)
-    events: list[dict[str, Any]] = []
-    notified: list[tuple[dict[str, Any], str]] = []
-    event_ids = iter(new_ids("evt", len(inserted)))
-    for i, row, (raw_token, _) in zip(fresh, rows, tokens, strict=True):
-        invitation_id = row["id"]
+    dialect = session.get_bind().dialect.name
+    if rows is None:
+        rows = new_invitation_rows(
+            org_id,
+            requests,
+            actor=actor,
+            source=source,
+            now=now,
+            event_data=event_data,
+            dialect=dialect,
+        )
+    elif rows.dialect != dialect or len(rows.order) != len(requests):
+        raise ValueError("rows built for other requests or another database")
+    # The rows of the fresh requests, still in address order.
+    if len(fresh) == len(requests):
+        positions = list(range(len(requests)))
+    else:
+        wanted = set(fresh)
+        positions = [p for p, i in enumerate(rows.order) if i in wanted]
+    inserted = _insert_skipping_pending(session, rows.invitations.take(positions))
+    invitation_ids = rows.invitations.column("id")
+    created: list[int] = []
+    for position in positions:
+        i = rows.order[position]
+        invitation_id = invitation_ids[position]
         if invitation_id not in inserted:
             # A concurrent caller's pending invitation for this address won.
             result.already_invited.append(i)
             continue
-        result.created.append(CreatedInvitation(i, invitation_id, raw_token))
-        events.append(
-            _created_event(org, row, actor, source, now, event_data, event_id=next(event_ids))
-        )
-        if requests[i].notify:
-            notified.append((row, raw_token))
-    # Queued now; the worker writes invitation.sent once the server accepted it.
-    sealed = seal_many_for_outbox([raw_token for _, raw_token in notified])
-    message_ids = new_ids("msg", len(notified))
-    emails = [
-        outbox_row(
-            kind="invitation",
-            to_email=row["email"],
-            sealed_token=sealed_token,
-            org_id=org.id,
-            invitation_id=row["id"],
-            now=now,
-            message_id=message_id,
-        )
-        for (row, _), sealed_token, message_id in zip(notified, sealed, message_ids, strict=True)
-    ]
+        result.created.append(CreatedInvitation(i, invitation_id, rows.raw_tokens[position]))
+        created.append(position)
     if result.created:
-        record_events(session, events)
-        enqueue_emails(session, emails)
+        record_events(session, rows.events.take(created))
+        if len(created) == len(rows.order):
+            enqueue_emails(session, rows.emails)
+        else:
+            kept = set(created)
+            enqueue_emails(
+                session,
+                rows.emails.take([n for n, p in enumerate(rows.emailed) if p in kept]),
+            )
         # Last: on PostgreSQL the counter row's lock is held until the commit.
-        add_to_counter(
-            session.connection(), org.id, InvitationStatus.PENDING.value, len(result.created)
-        )
+        add_to_counter(session.connection(), org_id, PENDING, len(result.created))
     result.created.sort(key=lambda c: c.index)
     result.already_invited.sort()
     return result
@@ -646,8 +740,8 @@ def create_checked_invitation(
     ``BEGIN IMMEDIATE``, so the write lock is held for the statements alone.
     """
     raw_token, token_hash = new_token()
-    row = _invitation_row(org, checked, actor, source, now, token_hash)
-    event = _created_event(org, row, actor, source, now, None)
+    row = _invitation_row(org.id, checked, actor, source, now, token_hash)
+    event = _created_event(org.id, row, actor, source, now, None)
     email = (
         outbox_row(
             kind="invitation",
@@ -784,7 +878,7 @@ _ADDRESS_STATE = PreparedStatement(_address_state_statement)
 
 
 def _invitation_row(
-    org: Organization,
+    org_id: str,
     checked: CheckedRequest,
     actor: Actor,
     source: str,
@@ -795,11 +889,11 @@ def _invitation_row(
     """Every column of a new pending invitation (the ORM object is built from the same)."""
     return {
         "id": invitation_id or new_id("inv"),
-        "org_id": org.id,
+        "org_id": org_id,
         "email": checked.email,
         "email_key": checked.email_key,
         "role": checked.role,
-        "status": InvitationStatus.PENDING.value,
+        "status": PENDING,
         "source": source,
         "inviter_user_id": actor.user_id,
         "inviter_api_key_id": actor.api_key_id,
@@ -814,9 +908,7 @@ def _invitation_row(
         "expires_at": checked.expires_at,
         "send_count": 1,
         "last_sent_at": now,
-        "delivery_status": (
-            DeliveryStatus.QUEUED.value if checked.notify else DeliveryStatus.NOT_SENT.value
-        ),
+        "delivery_status": QUEUED if checked.notify else NOT_SENT,
     }
 
 
@@ -833,7 +925,7 @@ _EMPTY_AT_CREATION = {
 
 
 def _created_event(
-    org: Organization,
+    org_id: str,
     row: dict[str, Any],
     actor: Actor,
     source: str,
@@ -847,7 +939,7 @@ def _created_event(
     return event_row(
         "invitation.created",
         actor=actor,
-        org_id=org.id,
+        org_id=org_id,
         invitation_id=row["id"],
         data=data,
         now=now,

@@ -26,6 +26,7 @@ from webapp.models import DeliveryStatus
 from webapp.models import Invitation
 from webapp.models import OutboxMessage
 from webapp.models import OutboxStatus
+from webapp.services.bulk_rows import DriverRows
 from webapp.services.bulk_rows import insert_rows
 from webapp.services.tokens import seal_for_outbox
 
@@ -58,8 +59,9 @@ def outbox_row(
     }
 
 
-def enqueue_emails(session: Session, rows: list[dict[str, Any]]) -> None:
-    """Write many outbox rows (built by ``outbox_row``) in the caller's transaction."""
+def enqueue_emails(session: Session, rows: list[dict[str, Any]] | DriverRows) -> None:
+    """Write many outbox rows (built by ``outbox_row``, maybe converted by
+    ``driver_rows``) in the caller's transaction."""
     if rows:
         insert_rows(session, OutboxMessage.__table__, rows)
 

@@ -59,9 +59,11 @@ from webapp.services.importing.planning import FAILED
 from webapp.services.importing.planning import INVITED
 from webapp.services.importing.planning import SKIPPED
 from webapp.services.importing.planning import WILL_INVITE
+from webapp.services.importing.planning import BatchRowsAhead
 from webapp.services.importing.planning import ImportDefaults
 from webapp.services.importing.planning import ImportPlan
 from webapp.services.importing.planning import PlannedRow
+from webapp.services.importing.planning import gc_skips_existing_objects
 from webapp.services.importing.planning import import_batch
 from webapp.services.importing.planning import is_retryable
 from webapp.services.importing.planning import mark_existing
@@ -506,50 +508,58 @@ def _import_step(
     assert plan is not None
     event_data = {"import_id": job.id}
     retries = 0
-    while job.progress_done < len(valid):
-        start = job.progress_done
-        chunk = valid[start : start + batch_size]
-        try:
-            import_batch(
-                session,
-                org,
-                chunk,
-                actor=actor,
-                source="import",
-                now=plan.now,
-                event_data=event_data,
-            )
-        except QuotaExceeded as exc:
-            session.rollback()
-            rest = valid[start:]
-            mark_over_quota(rest, str(exc))
-            counts = Counter(job.result_counts)
-            counts.update(r.verdict for r in rest)
-            if not _advance(session, job, runner_id, start, len(valid), counts):
+    with (
+        gc_skips_existing_objects(),
+        BatchRowsAhead(
+            session, org, actor=actor, source="import", now=plan.now, event_data=event_data
+        ) as ahead,
+    ):
+        while job.progress_done < len(valid):
+            start = job.progress_done
+            chunk = valid[start : start + batch_size]
+            ahead.build(valid[start + batch_size : start + 2 * batch_size])
+            try:
+                import_batch(
+                    session,
+                    org,
+                    chunk,
+                    actor=actor,
+                    source="import",
+                    now=plan.now,
+                    event_data=event_data,
+                    ahead=ahead,
+                )
+            except QuotaExceeded as exc:
+                session.rollback()
+                rest = valid[start:]
+                mark_over_quota(rest, str(exc))
+                counts = Counter(job.result_counts)
+                counts.update(r.verdict for r in rest)
+                if not _advance(session, job, runner_id, start, len(valid), counts):
+                    return
+                first = rest[0].source.number
+                _complete(session, job, plan, message=f"Stopped at row {first:,}: {exc}")
                 return
-            first = rest[0].source.number
-            _complete(session, job, plan, message=f"Stopped at row {first:,}: {exc}")
-            return
-        except DBAPIError as exc:
-            session.rollback()
-            retries += 1
-            if retries >= MAX_ATTEMPTS or not is_retryable(exc):
-                raise
-            log.warning("import.batch_retry job=%s reason=%s", job.id, exc.orig)
-            for row in chunk:
-                if row.verdict == INVITED:
-                    row.verdict, row.detail = WILL_INVITE, ""
-            continue
-        counts = Counter(job.result_counts)
-        counts.update(r.verdict for r in chunk)
-        if not _advance(session, job, runner_id, start, start + len(chunk), counts):
-            return
-        session.commit()
-        if start == 0:
-            refresh_statistics(session, len(valid) - len(chunk))
-        retries = 0
-        if time.monotonic() > deadline and job.progress_done < len(valid):
-            return
+            except DBAPIError as exc:
+                session.rollback()
+                retries += 1
+                if retries >= MAX_ATTEMPTS or not is_retryable(exc):
+                    raise
+                log.warning("import.batch_retry job=%s reason=%s", job.id, exc.orig)
+                for row in chunk:
+                    if row.verdict == INVITED:
+                        row.verdict, row.detail = WILL_INVITE, ""
+                continue
+            counts = Counter(job.result_counts)
+            counts.update(r.verdict for r in chunk)
+            if not _advance(session, job, runner_id, start, start + len(chunk), counts):
+                return
+            session.commit()
+            if start == 0:
+                refresh_statistics(session, len(valid) - len(chunk))
+            retries = 0
+            if time.monotonic() > deadline and job.progress_done < len(valid):
+                return
     _complete(session, job, plan)
 
 
