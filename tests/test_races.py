@@ -6,6 +6,7 @@ SQLite (where BEGIN IMMEDIATE serialises writers). Each race is repeated.
 
 from __future__ import annotations
 
+import itertools
 import threading
 from collections import Counter
 from collections.abc import Callable
@@ -27,8 +28,11 @@ from webapp.services.invitation_transitions import accept_invitation
 from webapp.services.invitation_transitions import revoke_invitation
 from webapp.services.invitations import InvitationRequest
 from webapp.services.invitations import create_invitation
+from webapp.services.organizations import add_role
 from webapp.services.organizations import create_organization
 from webapp.services.organizations import get_organization
+from webapp.services.organizations import remove_role
+from webapp.services.organizations import update_organization
 
 REPEATS = 3
 
@@ -176,3 +180,43 @@ def test_revoke_racing_accept_ends_in_exactly_one(app, race_org, attempt):
         totals = status_totals(db.session, invitation.org_id)
         assert totals["pending"] == 0
         assert totals["accepted"] + totals["revoked"] == 1
+
+
+@pytest.mark.parametrize("attempt", range(REPEATS * 3))
+def test_removing_a_role_racing_making_it_the_default_leaves_no_dangling_default(
+    app, race_org, attempt
+):
+    """One admin removes the role 'guest' while another makes it the default: one of
+    them wins, and the organization's default role is always one of its roles."""
+    with app.app_context():
+        add_role(db.session, get_organization(db.session, race_org), "guest", "Guest")
+        db.session.commit()
+    turns = itertools.count()
+
+    def remove_or_make_default():
+        org = get_organization(db.session, race_org)
+        if next(turns) % 2 == 0:
+            remove_role(db.session, org, "guest")
+        else:
+            update_organization(db.session, org, default_role="guest")
+
+    results = race(app, 2, remove_or_make_default)
+    assert [kind for kind, _ in results].count("crash") == 0, results
+    with app.app_context():
+        org = get_organization(db.session, race_org)
+        assert org.role(org.default_role) is not None, (org.default_role, results)
+
+
+@pytest.mark.parametrize("attempt", range(REPEATS))
+def test_two_admins_removing_one_role_get_one_removal_and_one_not_found(app, race_org, attempt):
+    with app.app_context():
+        add_role(db.session, get_organization(db.session, race_org), "guest", "Guest")
+        db.session.commit()
+
+    def remove():
+        remove_role(db.session, get_organization(db.session, race_org), "guest")
+
+    results = race(app, 2, remove)
+    kinds = sorted(kind for kind, _ in results)
+    assert kinds == ["error", "ok"], results
+    assert [type(e).__name__ for kind, e in results if kind == "error"] == ["NotFound"]

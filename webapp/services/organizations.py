@@ -276,7 +276,8 @@ def update_organization(
         else:
             org.name = clean
     if default_role is not None:
-        if org.role(default_role) is None:
+        _lock_roles(session, org)
+        if not _role_exists_now(session, org, default_role):
             errors.append(
                 FieldError(
                     "default_role",
@@ -501,6 +502,30 @@ def role_usage(session: Session, org: Organization) -> dict[str, RoleUsage]:
     return {r.key: RoleUsage(members.get(r.key, 0), pending.get(r.key, 0)) for r in org.roles}
 
 
+def _lock_roles(session: Session, org: Organization) -> str | None:
+    """Lock the organization's row until the commit and return its default role as
+    committed now.
+
+    Removing a role and making a role the default each check the other's column
+    (``default_role``; the role's row) and change their own: on PostgreSQL, under
+    Read Committed, both checks could pass at once and leave a default role that no
+    longer exists. Both take this lock first, so the second waits for the first and
+    then reads what it committed. (SQLite: the write transaction already serializes
+    them; FOR UPDATE is not emitted there.)
+    """
+    return session.execute(
+        select(Organization.default_role).where(Organization.id == org.id).with_for_update()
+    ).scalar()
+
+
+def _role_exists_now(session: Session, org: Organization, key: str) -> bool:
+    """Whether ``key`` is one of the organization's roles as committed now (the roles
+    loaded with ``org`` may predate a removal that committed since)."""
+    return bool(
+        session.scalar(select(exists().where(OrgRole.org_id == org.id, OrgRole.key == key)))
+    )
+
+
 def _counted(count: int, noun: str) -> str:
     return f"{count} {noun}{'' if count == 1 else 's'}"
 
@@ -512,7 +537,10 @@ def remove_role(
     role = org.role(key)
     if role is None:
         raise NotFound(f"{org.name} has no role {key!r}")
-    if org.default_role == key:
+    default_role = _lock_roles(session, org)
+    if not _role_exists_now(session, org, key):  # removed meanwhile by someone else
+        raise NotFound(f"{org.name} has no role {key!r}")
+    if default_role == key:
         raise Conflict(
             f"{key!r} is the default role; choose another default first", code="role_in_use"
         )
