@@ -63,7 +63,7 @@ def _project_grants(value: Any) -> list[dict[str, str]]:
         if value in ("[]", "null"):
             return []
         value = orjson.loads(value)
-    return [{"id": g["project_id"], "role": g["role"]} for g in value or ()]
+    return [{"id": g["project_id"], "role": g["role"]} for g in value]
 
 
 def invitation_json(

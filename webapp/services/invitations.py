@@ -34,7 +34,6 @@ from webapp.models import Invitation
 from webapp.models import InvitationStatus
 from webapp.models import Membership
 from webapp.models import Organization
-from webapp.models import OrgRole
 from webapp.models import OutboxMessage
 from webapp.models import Project
 from webapp.models import User
@@ -59,6 +58,7 @@ from webapp.services.expiry import expire_lapsed_for_address
 from webapp.services.expiry import expire_lapsed_for_addresses
 from webapp.services.organizations import MAX_EXPIRY_SECONDS
 from webapp.services.organizations import MIN_EXPIRY_SECONDS
+from webapp.services.organizations import role_exists
 from webapp.services.outbox import enqueue_email
 from webapp.services.outbox import enqueue_emails
 from webapp.services.outbox import outbox_row
@@ -274,7 +274,7 @@ class InvitationChecker:
         if (
             "roles" not in self.org.__dict__
             and isinstance(role, str)
-            and _ROLE_EXISTS.run(self.session.connection(), {"org_id": self.org.id, "key": role})
+            and role_exists(self.session, self.org, role)
         ):
             return None
         if self.org.role(role) is None:
@@ -370,13 +370,6 @@ def _grants_key(grants: object) -> object:
     ):
         return tuple(tuple(sorted(g.items())) for g in grants)
     return [grants]  # unhashable: checked every time
-
-
-_ROLE_EXISTS = PreparedStatement(
-    lambda: select(OrgRole.id).where(
-        OrgRole.org_id == bindparam("org_id"), OrgRole.key == bindparam("key")
-    )
-)
 
 
 def _role_keys(org: Organization) -> str:

@@ -277,7 +277,7 @@ def update_organization(
             org.name = clean
     if default_role is not None:
         _lock_roles(session, org)
-        if not _role_exists_now(session, org, default_role):
+        if not role_exists(session, org, default_role):
             errors.append(
                 FieldError(
                     "default_role",
@@ -518,12 +518,18 @@ def _lock_roles(session: Session, org: Organization) -> str | None:
     ).scalar()
 
 
-def _role_exists_now(session: Session, org: Organization, key: str) -> bool:
+def role_exists(session: Session, org: Organization, key: str) -> bool:
     """Whether ``key`` is one of the organization's roles as committed now (the roles
-    loaded with ``org`` may predate a removal that committed since)."""
-    return bool(
-        session.scalar(select(exists().where(OrgRole.org_id == org.id, OrgRole.key == key)))
+    loaded with ``org`` may predate a removal that committed since). One prepared
+    statement: every invitation whose role is not loaded yet asks it."""
+    return bool(_ROLE_EXISTS.run(session.connection(), {"org_id": org.id, "key": key}))
+
+
+_ROLE_EXISTS = PreparedStatement(
+    lambda: select(OrgRole.id).where(
+        OrgRole.org_id == bindparam("org_id"), OrgRole.key == bindparam("key")
     )
+)
 
 
 def _counted(count: int, noun: str) -> str:
@@ -538,7 +544,7 @@ def remove_role(
     if role is None:
         raise NotFound(f"{org.name} has no role {key!r}")
     default_role = _lock_roles(session, org)
-    if not _role_exists_now(session, org, key):  # removed meanwhile by someone else
+    if not role_exists(session, org, key):  # removed meanwhile by someone else
         raise NotFound(f"{org.name} has no role {key!r}")
     if default_role == key:
         raise Conflict(

@@ -58,10 +58,8 @@ class _Compiled:
         self.processing = tuple((i, p) for i, p in enumerate(processors) if p is not None)
 
     def arguments(self, params: Mapping[str, Any]) -> Any:
-        if self.defaults:
-            params = {**self.defaults, **params}
-        if self.binders:
-            params = dict(params)
+        if self.defaults or self.binders:
+            params = {**self.defaults, **params}  # a copy: the caller's stays as given
             for name, processor in self.binders.items():
                 if name in params:
                     params[name] = processor(params[name])
