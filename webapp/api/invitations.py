@@ -18,6 +18,7 @@ from webapp.api.operations import ApiCall
 from webapp.api.operations import operation
 from webapp.api.operations import validate_item
 from webapp.api.principals import organization_for
+from webapp.api.principals import organization_id_for
 from webapp.api.problems import ApiProblem
 from webapp.api.problems import problem_from_service_error
 from webapp.api.serializers import invitation_json
@@ -52,7 +53,7 @@ def _plus_from_query_string(value: object) -> object:
 
 
 class InvitationListQuery(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", frozen=True)
 
     status: list[schemas.InvitationStatusName] | None = Field(
         None,
@@ -225,8 +226,8 @@ def list_(call: ApiCall, org: str) -> Answer:
     """Newest first by default. Page with `limit` and either `offset` or the cursors
     `starting_after` / `ending_before` (ids from `last_id` / `first_id`); `has_more`
     says whether another page follows in that direction."""
-    organization = organization_for(db.session, call.principal, org)
-    page = list_invitations(db.session, organization, _listing(call.query))
+    org_id = organization_id_for(db.session, call.principal, org)
+    page = list_invitations(db.session, org_id, _listing(call.query))
     return Answer(invitation_list_json(page))
 
 

@@ -16,6 +16,7 @@ import typing
 from collections.abc import Callable
 from dataclasses import dataclass
 from dataclasses import field
+from functools import cache
 from functools import wraps
 from typing import Any
 
@@ -280,8 +281,18 @@ def _is_list_field(annotation: Any) -> bool:
     return typing.get_origin(annotation) is list
 
 
+@cache
+def _defaults(model: type[BaseModel]) -> BaseModel:
+    """``model`` with no parameters given: shared by every such request, so frozen."""
+    if not model.model_config.get("frozen"):
+        raise TypeError(f"{model.__name__} must be frozen (model_config frozen=True)")
+    return model.model_validate({})
+
+
 def _parse_query(model: type[BaseModel]) -> BaseModel:
     """Query parameters into ``model``; lists accept repeats and commas (status=a,b)."""
+    if not request.args:
+        return _defaults(model)
     errors = [
         FieldError(name, "unknown_parameter", f"unknown query parameter {name!r}")
         for name in request.args

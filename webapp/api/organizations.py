@@ -242,7 +242,7 @@ def create_project_(call: ApiCall, org: str) -> Answer:
 
 
 class MemberListQuery(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", frozen=True)
 
     query: str | None = Field(None, max_length=254, description="Part of the email address.")
     limit: int = Field(25, ge=1, le=MEMBERS_MAX_LIMIT)

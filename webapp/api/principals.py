@@ -91,21 +91,37 @@ def authenticate_request(*, accept_x_api_key: bool = False) -> ApiPrincipal | No
     return principal
 
 
+def _org_key_row(principal: ApiPrincipal, ref: str) -> Mapping[str, Any] | None:
+    """An org key's organization as read with the key, if ``ref`` names it (NotFound if
+    it names any other); None for keys read without their organization."""
+    row = principal.organization_row
+    if row is not None and ref != row["id"] and ref != row["slug"]:
+        raise NotFound(f"no organization {ref!r}")
+    return row
+
+
 def organization_for(session: Session, principal: ApiPrincipal, ref: str) -> Organization:
     """The organization ``ref`` (id or slug) as this key may see it.
 
     An org key sees only its own organization: any other is NotFound, exactly like one
     that does not exist, so keys cannot probe for other tenants.
     """
-    row = principal.organization_row
+    row = _org_key_row(principal, ref)
     if row is not None:
-        if ref != row["id"] and ref != row["slug"]:
-            raise NotFound(f"no organization {ref!r}")
         return attached(session, Organization, row)
     org = get_organization(session, ref, with_roles=False)
     if principal.org_id is not None and org.id != principal.org_id:
         raise NotFound(f"no organization {ref!r}")
     return org
+
+
+def organization_id_for(session: Session, principal: ApiPrincipal, ref: str) -> str:
+    """The id of the organization ``ref`` as this key may see it (``organization_for``'s
+    rules), for views that need only the id: an org key's answer needs no object."""
+    row = _org_key_row(principal, ref)
+    if row is not None:
+        return row["id"]
+    return organization_for(session, principal, ref).id
 
 
 def own_organization(session: Session, principal: ApiPrincipal) -> Organization:

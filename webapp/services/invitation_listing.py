@@ -263,27 +263,31 @@ def _cursor_statement() -> Select:
     return select(Invitation.org_id).where(Invitation.id == bindparam("id"))
 
 
-def _check_cursor(session: Session, org: Organization | None, cursor_id: str, name: str) -> None:
+def _check_cursor(session: Session, org_id: str | None, cursor_id: str, name: str) -> None:
     """ValidationFailed naming the parameter unless ``cursor_id`` is in this list."""
-    org_id = session.connection().execute(_cursor_statement(), {"id": cursor_id}).scalar()
-    if org_id is None or (org is not None and org_id != org.id):
+    found = session.connection().execute(_cursor_statement(), {"id": cursor_id}).scalar()
+    if found is None or (org_id is not None and found != org_id):
         raise ValidationFailed.single(
             name, "unknown_cursor", f"{cursor_id!r} is not an invitation in this list"
         )
 
 
 def list_invitations(
-    session: Session, org: Organization | None, q: InvitationQuery
+    session: Session, org: Organization | str | None, q: InvitationQuery
 ) -> InvitationPage:
-    """One page of an organization's invitations (all organizations when ``org`` is None)."""
+    """One page of an organization's invitations (all organizations when ``org`` is None).
+
+    ``org`` is the organization or its id (a caller that has only the id needs no object).
+    """
     errors = _check(q)
     if errors:
         raise ValidationFailed(errors)
     now = utcnow()
     statuses = tuple(dict.fromkeys(q.statuses))
+    org_id = org if org is None or isinstance(org, str) else org.id
     params: dict[str, object] = {
         "now": now,
-        "org_id": org.id if org is not None else None,
+        "org_id": org_id,
         "limit": q.limit + 1,
         "offset": q.offset or 0,
     }
@@ -307,7 +311,7 @@ def list_invitations(
         cursor = "<" if after else ">"
 
     shape = _PageShape(
-        per_org=org is not None,
+        per_org=org_id is not None,
         statuses=statuses,
         by_email=q.email is not None,
         by_roles=q.roles is not None,
@@ -356,14 +360,13 @@ def list_invitations(
     if cursor_id and not rows:
         # An empty page: the end of the list, or a cursor that is not in it.
         _check_cursor(
-            session, org, cursor_id, "starting_after" if q.starting_after else "ending_before"
+            session, org_id, cursor_id, "starting_after" if q.starting_after else "ending_before"
         )
     has_more = len(rows) > q.limit
     rows = rows[: q.limit]
     if backwards:
         rows.reverse()
 
-    org_id = org.id if org else None
     if extras:
         totals = totals_from_columns(session, org_id, now, extras[:totals_width])
     else:

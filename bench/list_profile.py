@@ -1,0 +1,103 @@
+"""In-process cost of one API list page: CPU time, statements and Python calls per request.
+
+    .venv/bin/python bench/list_profile.py --database-url URL [--requests 2000]
+                                           [--path QUERY] [--profile N] [--show-sql]
+
+Needs a database with the organization 'big' seeded (bench/seed.py; bench/api_list.py
+uses the same). Sends REQUESTS ``GET /api/v1/organizations/big/invitations[?QUERY]``
+through the Flask test client with an org API key, and prints the median and p90 CPU
+time (``time.process_time``) per request, the statements per request (every statement
+the driver runs), and with --profile the top N functions of a cProfile of the same loop.
+The figure to compare between two trees is the median CPU, measured in the same run
+(bench/compare_trees.py runs the HTTP benchmark the same way).
+"""
+
+from __future__ import annotations
+
+import argparse
+import cProfile
+import pstats
+import statistics
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from sqlalchemy import select  # noqa: E402
+
+from bench.common import scratch_app  # noqa: E402
+from tests.statements import driver_statements  # noqa: E402
+from webapp.extensions import db  # noqa: E402
+from webapp.models import Organization  # noqa: E402
+from webapp.services.api_keys import create_api_key  # noqa: E402
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--database-url", required=True)
+    parser.add_argument("--requests", type=int, default=2000)
+    parser.add_argument("--path", default="", help="the query string, e.g. status=pending")
+    parser.add_argument("--profile", type=int, default=0, help="print the top N functions")
+    parser.add_argument("--show-sql", action="store_true", help="print one request's SQL")
+    args = parser.parse_args()
+
+    app = scratch_app(
+        args.database_url,
+        API_RATE_LIMIT_PER_KEY="100000000/minute",
+        API_RATE_LIMIT_PER_ORG="100000000/minute",
+    )
+    with app.app_context():
+        org = db.session.scalar(select(Organization).where(Organization.slug == "big"))
+        if org is None:
+            sys.exit("no organization 'big' here: seed it with bench/seed.py first")
+        _, secret = create_api_key(db.session, org=org, name="list-profile")
+        db.session.commit()
+        engine = db.engine
+
+    client = app.test_client()
+    headers = {"Authorization": f"Bearer {secret}"}
+    url = "/api/v1/organizations/big/invitations" + (f"?{args.path}" if args.path else "")
+
+    def list_page() -> None:
+        response = client.get(url, headers=headers)
+        assert response.status_code == 200, response.get_data(as_text=True)
+
+    for _ in range(50):  # warm up: statement caches, pool, first-use imports
+        list_page()
+
+    cpu: list[float] = []
+    for _ in range(args.requests):
+        started = time.process_time()
+        list_page()
+        cpu.append((time.process_time() - started) * 1000)
+    cpu.sort()
+
+    per_request: list[int] = []
+    for n in range(10):
+        with driver_statements(engine) as statements:
+            list_page()
+        per_request.append(len(statements))
+        if n == 0 and args.show_sql:
+            for statement in statements:
+                print("   ", statement[:200])
+    print(
+        f"{app.config['DATABASE_URL'].split(':', 1)[0]}: {args.requests} list pages, CPU per "
+        f"request median {statistics.median(cpu):.3f} ms, p90 {cpu[int(len(cpu) * 0.9)]:.3f} ms;"
+        f" statements per request {statistics.median(per_request):g}"
+    )
+
+    if args.profile:
+        profiler = cProfile.Profile()
+        profiler.enable()
+        for _ in range(args.requests):
+            list_page()
+        profiler.disable()
+        stats = pstats.Stats(profiler)
+        print(f"function calls per request: {stats.total_calls / args.requests:,.0f}")
+        stats.sort_stats("cumulative").print_stats(args.profile)
+        stats.sort_stats("tottime").print_stats(args.profile)
+
+
+if __name__ == "__main__":
+    main()
