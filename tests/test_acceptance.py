@@ -268,8 +268,11 @@ def test_rate_limit_per_address_counts_the_page_views_too(make_app, backend):
     """The per-address limit of the acceptance pages counts GETs (a scanner or a guesser
     fetching links), not only the form posts."""
     client, path = _client_and_link(make_app, backend, ACCEPT_RATE_LIMIT_PER_IP="3/minute")
-    codes = [client.get(path).status_code for _ in range(4)]
-    assert codes == [200, 200, 200, 429]
+    responses = [client.get(path) for _ in range(4)]
+    assert [r.status_code for r in responses] == [200, 200, 200, 429]
+    # Flask-Limiter's headers say what is left (its after-request hook ran).
+    assert [r.headers.get("X-RateLimit-Remaining") for r in responses[:3]] == ["2", "1", "0"]
+    assert responses[0].headers["X-RateLimit-Limit"] == "3"
     assert client.head("/invitations/accept/unknown-token").status_code == 429
 
 

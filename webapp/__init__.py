@@ -30,7 +30,9 @@ def create_app(
     if test_config is not None:
         settings.update(test_config)
 
-    app = Flask(
+    from webapp.application import OrgInvitesFlask
+
+    app = OrgInvitesFlask(
         __name__,
         instance_path=settings.get("INSTANCE_PATH") or None,
         instance_relative_config=True,

@@ -1,7 +1,11 @@
 """Extension singletons, unbound; ``create_app`` binds them with ``init_app``."""
 
+from collections.abc import Callable
+from typing import Any
+
 from flask import Flask
 from flask import request
+from flask.globals import request_ctx
 from flask_alembic import Alembic
 from flask_limiter import Limiter
 from flask_limiter.util import get_remote_address
@@ -40,7 +44,8 @@ def skip_limiter_checks_where_no_limit_applies(app: Flask) -> None:
     """Run Flask-Limiter's per-request check only where ``_no_limit_applies`` says a limit
     may apply. Its own request filter gives the same answer, but only after it has
     identified the request and gathered its limits: work on every dashboard read and
-    API call for nothing."""
+    API call for nothing. Its after-request and teardown hooks then run only where its
+    per-request state was made."""
     hooks = app.before_request_funcs[None]
     index = hooks.index(limiter._check_request_limit)
     check = hooks[index]
@@ -50,3 +55,22 @@ def skip_limiter_checks_where_no_limit_applies(app: Flask) -> None:
             check()
 
     hooks[index] = check_request_limit
+
+    # Its after-request and teardown hooks read and reset the request's limiter state:
+    # where nothing made that state (no check ran), there is nothing to do.
+    def only_with_limiter_state(hook: Callable[[Any], Any], passes_through: bool) -> Callable:
+        def run_if_limited(value: Any) -> Any:
+            if hasattr(request_ctx._get_current_object(), "_limiter_request_context"):
+                return hook(value)
+            return value if passes_through else None
+
+        return run_if_limited
+
+    after = app.after_request_funcs[None]
+    for position, hook in enumerate(after):
+        if getattr(hook, "func", None) is Limiter._Limiter__inject_headers:
+            after[position] = only_with_limiter_state(hook, passes_through=True)
+    teardown = app.teardown_request_funcs[None]
+    for position, hook in enumerate(teardown):
+        if getattr(hook, "__func__", None) is Limiter._Limiter__release_context:
+            teardown[position] = only_with_limiter_state(hook, passes_through=False)
