@@ -199,7 +199,9 @@ def _run(spec: Operation, view: Callable[..., Answer], path_args: dict[str, str]
 
     try:
         answer = view(call, **path_args)
-        response = json_response(answer.payload, answer.status, answer.headers)
+        # The view's own headers win over the rate limit's (as in _with_headers).
+        headers = {**limit_headers, **answer.headers} if answer.headers else limit_headers
+        response = json_response(answer.payload, answer.status, headers)
         if spec.method != "GET":
             if idempotency_key is not None:
                 _remember(db.session.connection(), principal, idempotency_key, response)
@@ -207,7 +209,7 @@ def _run(spec: Operation, view: Callable[..., Answer], path_args: dict[str, str]
     except (ServiceError, ApiProblem) as error:
         db.session.rollback()
         problem = error if isinstance(error, ApiProblem) else problem_from_service_error(error)
-        response = problem.response()
+        response = _with_headers(problem.response(), limit_headers)
         if idempotency_key is not None:
             _settle_failed(principal, idempotency_key, response)
     except Exception:
@@ -216,19 +218,12 @@ def _run(spec: Operation, view: Callable[..., Answer], path_args: dict[str, str]
             release_key(db.session.connection(), principal.key_id, idempotency_key)
             db.session.commit()
         raise
-    return _with_headers(response, limit_headers)
+    return response
 
 
 def json_response(payload: Any, status: int = 200, headers: dict[str, str] | None = None):
     """``payload`` as compact UTF-8 JSON; datetimes as RFC 3339 in UTC with a ``Z``."""
-    response = Response(
-        to_json(payload),
-        status=status,
-        mimetype=JSON_MEDIA_TYPE,
-    )
-    if headers:
-        response.headers.update(headers)
-    return response
+    return Response(to_json(payload), status=status, headers=headers, mimetype=JSON_MEDIA_TYPE)
 
 
 def _with_headers(response: Response, headers: dict[str, str]) -> Response:
