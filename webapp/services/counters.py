@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from collections import Counter
 from collections.abc import Mapping
 from collections.abc import Sequence
@@ -10,6 +9,7 @@ from datetime import datetime
 from functools import cache
 from typing import Any
 
+import orjson
 from sqlalchemy import BigInteger
 from sqlalchemy import ColumnElement
 from sqlalchemy import Connection
@@ -173,14 +173,20 @@ def stored_totals_columns(per_org: bool, dialect: str) -> tuple[ColumnElement, C
     to :func:`totals_from_columns`."""
     org_id = bindparam("org_id") if per_org else None
     aggregate = func.json_object_agg if dialect == "postgresql" else func.json_group_object
-    per_status = select(
-        InvitationCounter.status, func.sum(InvitationCounter.count).label("count")
-    ).group_by(InvitationCounter.status)
     if per_org:
-        per_status = per_status.where(InvitationCounter.org_id == org_id)
-    counts = per_status.subquery()
+        # One row per (org, status): the key. Aggregated straight, no grouping.
+        status, count = InvitationCounter.status, InvitationCounter.count
+        stored = select(cast(aggregate(status, count), Text)).where(
+            InvitationCounter.org_id == org_id
+        )
+    else:
+        counts = (
+            select(InvitationCounter.status, func.sum(InvitationCounter.count).label("count"))
+            .group_by(InvitationCounter.status)
+            .subquery()
+        )
+        stored = select(cast(aggregate(counts.c.status, counts.c.count), Text))
     # As text: every row of the page carries it, only the first is decoded.
-    stored = select(cast(aggregate(counts.c.status, counts.c.count), Text))
     return (
         stored.scalar_subquery().label("stored_totals"),
         _earliest_pending_expiry(org_id).label("earliest_pending_expiry"),
@@ -237,5 +243,5 @@ def totals_from_columns(
 ) -> dict[str, int]:
     """Totals per effective status from the values of :func:`stored_totals_columns`."""
     stored_json, earliest_pending_expiry = values
-    stored = json.loads(stored_json) if stored_json else {}
+    stored = orjson.loads(stored_json) if stored_json else {}
     return totals_from_stored(session, org_id, now, stored, earliest_pending_expiry)

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from dataclasses import field
 from datetime import datetime
 from functools import cache
+from functools import lru_cache
 
 from sqlalchemy import JSON
 from sqlalchemy import ColumnElement
@@ -17,6 +18,7 @@ from sqlalchemy import and_
 from sqlalchemy import bindparam
 from sqlalchemy import cast
 from sqlalchemy import func
+from sqlalchemy import literal_column
 from sqlalchemy import or_
 from sqlalchemy import select
 from sqlalchemy import tuple_
@@ -169,6 +171,11 @@ def _check(q: InvitationQuery) -> list[FieldError]:
     return errors
 
 
+# Page statements kept compiled (a shape is a combination of filters, order, cursor and
+# page size: a few are common, the rest are built again when needed).
+SHAPES_KEPT = 512
+
+
 @dataclass(frozen=True)
 class _PageShape:
     """What decides a page query's SQL (values are bound parameters): its cache key."""
@@ -188,9 +195,13 @@ class _PageShape:
     # Plain rows also carry the stored totals (one round trip less); the SQL for them
     # differs by database.
     totals_dialect: str | None
+    # Written into the SQL, not bound: PostgreSQL plans a prepared statement once (a
+    # generic plan) only when its cost is known, and a bound LIMIT hides it: each run was
+    # planned anew, which cost it more than running the page.
+    limit: int
 
 
-@cache
+@lru_cache(maxsize=SHAPES_KEPT)
 def _page_conditions(shape: _PageShape) -> tuple[ColumnElement[bool], ...]:
     """The filters, without the cursor's and the search's (which the count leaves out
     or adds itself)."""
@@ -207,7 +218,7 @@ def _page_conditions(shape: _PageShape) -> tuple[ColumnElement[bool], ...]:
     return tuple(conditions)
 
 
-@cache
+@lru_cache(maxsize=SHAPES_KEPT)
 def _page_statement(shape: _PageShape) -> Select:
     """The page query for ``shape``, built once: every list page runs one."""
     sort_column = Invitation.created_at if shape.sort_by_created else Invitation.email_key
@@ -247,13 +258,15 @@ def _page_statement(shape: _PageShape) -> Select:
         statement = statement.add_columns(
             *stored_totals_columns(shape.per_org, shape.totals_dialect)
         )
-    statement = statement.where(*conditions).order_by(*order).limit(bindparam("limit"))
+    statement = (
+        statement.where(*conditions).order_by(*order).limit(literal_column(str(shape.limit)))
+    )
     if shape.offset:
         statement = statement.offset(bindparam("offset"))
     return statement
 
 
-@cache
+@lru_cache(maxsize=SHAPES_KEPT)
 def _prepared_page(shape: _PageShape) -> PreparedStatement:
     return PreparedStatement(lambda: _page_statement(shape))
 
@@ -288,7 +301,6 @@ def list_invitations(
     params: dict[str, object] = {
         "now": now,
         "org_id": org_id,
-        "limit": q.limit + 1,
         "offset": q.offset or 0,
     }
     if q.email is not None:
@@ -323,6 +335,7 @@ def list_invitations(
         columns=q.columns,
         json_as_text=q.plain_rows and q.json_as_text,
         totals_dialect=session.get_bind().dialect.name if q.plain_rows else None,
+        limit=q.limit + 1,
     )
     statement = _page_statement(shape)
     if search_condition is not None:
@@ -386,7 +399,10 @@ def list_invitations(
         if search_condition is not None:
             count_conditions.append(search_condition)
         capped = (
-            select(Invitation.id).where(*count_conditions).limit(SEARCH_TOTAL_CAP + 1).subquery()
+            select(Invitation.id)
+            .where(*count_conditions)
+            .limit(literal_column(str(SEARCH_TOTAL_CAP + 1)))
+            .subquery()
         )
         total = session.scalar(select(func.count()).select_from(capped), params) or 0
         if total > SEARCH_TOTAL_CAP:
