@@ -33,9 +33,10 @@ def _copies_of(app, invitation_id: str, count: int) -> None:
             {"id": invitation_id, "count": count},
         )
         db.session.commit()
-    with app.app_context():
-        with db.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as connection:
-            connection.execute(text("ANALYZE invitations"))
+    with app.app_context(), db.engine.connect() as connection:
+        connection.execution_options(isolation_level="AUTOCOMMIT")
+        connection.execute(text("ANALYZE invitations"))
+
 
 PAGE = "/organizations/acme/invitations"
 
