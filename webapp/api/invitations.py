@@ -21,6 +21,7 @@ from webapp.api.principals import organization_for
 from webapp.api.principals import organization_id_for
 from webapp.api.problems import ApiProblem
 from webapp.api.problems import problem_from_service_error
+from webapp.api.serializers import INVITATION_JSON_COLUMNS
 from webapp.api.serializers import invitation_json
 from webapp.api.serializers import invitation_list_json
 from webapp.clock import utcnow
@@ -85,6 +86,7 @@ def _listing(q: InvitationListQuery) -> InvitationQuery:
         starting_after=q.starting_after,
         ending_before=q.ending_before,
         plain_rows=True,
+        columns=INVITATION_JSON_COLUMNS,
         json_as_text=True,  # written out as stored (webapp.api.serializers.json_field)
     )
 

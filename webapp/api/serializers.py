@@ -66,6 +66,35 @@ def _project_grants(value: Any) -> list[dict[str, str]]:
     return [{"id": g["project_id"], "role": g["role"]} for g in value]
 
 
+# The columns invitation_json reads: all a list page needs to select.
+INVITATION_JSON_COLUMNS = (
+    "id",
+    "org_id",
+    "email",
+    "role",
+    "status",
+    "public_metadata",
+    "private_metadata",
+    "redirect_url",
+    "project_grants",
+    "message",
+    "inviter_user_id",
+    "inviter_api_key_id",
+    "source",
+    "created_at",
+    "updated_at",
+    "expires_at",
+    "accepted_at",
+    "declined_at",
+    "revoked_at",
+    "accepted_user_id",
+    "delivery_status",
+    "delivery_error",
+    "send_count",
+    "last_sent_at",
+)
+
+
 def invitation_json(
     invitation: Invitation | InvitationRow,
     now: datetime,
