@@ -26,6 +26,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from sqlalchemy import func  # noqa: E402
 from sqlalchemy import select  # noqa: E402
 
+from bench.common import UNLIMITED_API_ENVIRONMENT  # noqa: E402
 from bench.common import free_port  # noqa: E402
 from bench.common import gunicorn  # noqa: E402
 from bench.common import median  # noqa: E402
@@ -110,8 +111,7 @@ def main() -> None:
         "ORGINVITES_SECRET_KEY": "bench-secret-key",
         "ORGINVITES_INSTANCE_PATH": app.instance_path,
         "ORGINVITES_MAIL_BACKEND": "smtp",
-        "ORGINVITES_API_RATE_LIMIT_PER_KEY": "100000000/minute",
-        "ORGINVITES_API_RATE_LIMIT_PER_ORG": "100000000/minute",
+        **UNLIMITED_API_ENVIRONMENT,
     }
     auth = f"Authorization: Bearer {secret}"
     script = Path(tempfile.mkdtemp(prefix="orginvites-wrk-")) / "create.lua"

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import cProfile
 import os
+import pstats
 import re
 import socket
 import statistics
@@ -82,6 +84,28 @@ def scratch_app(database_url: str | None = None, **config):
     with app.app_context():
         alembic.upgrade()
     return app
+
+
+# API budgets no benchmark reaches (as app settings, and as the server's environment).
+UNLIMITED_API = {
+    "API_RATE_LIMIT_PER_KEY": "100000000/minute",
+    "API_RATE_LIMIT_PER_ORG": "100000000/minute",
+}
+UNLIMITED_API_ENVIRONMENT = {f"ORGINVITES_{name}": value for name, value in UNLIMITED_API.items()}
+
+
+def print_profile(call, requests: int, top: int) -> None:
+    """cProfile ``call(n)`` for n in range(requests): Python calls per request, then the
+    ``top`` functions by cumulative and by own time."""
+    profiler = cProfile.Profile()
+    profiler.enable()
+    for n in range(requests):
+        call(n)
+    profiler.disable()
+    stats = pstats.Stats(profiler)
+    print(f"function calls per request: {stats.total_calls / requests:,.0f}")
+    stats.sort_stats("cumulative").print_stats(top)
+    stats.sort_stats("tottime").print_stats(top)
 
 
 def wait_until(predicate, seconds: float) -> bool:

@@ -27,6 +27,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from sqlalchemy import select  # noqa: E402
 
+from bench.common import UNLIMITED_API_ENVIRONMENT  # noqa: E402
 from bench.common import free_port  # noqa: E402
 from bench.common import median  # noqa: E402
 from bench.common import scratch_app  # noqa: E402
@@ -88,8 +89,7 @@ def main() -> None:
         "ORGINVITES_SESSION_COOKIE_SECURE": "false",
         "ORGINVITES_INSTANCE_PATH": app.instance_path,
         "ORGINVITES_MAIL_BACKEND": "smtp",
-        "ORGINVITES_API_RATE_LIMIT_PER_KEY": "100000000/minute",
-        "ORGINVITES_API_RATE_LIMIT_PER_ORG": "100000000/minute",
+        **UNLIMITED_API_ENVIRONMENT,
     }
     trees = {"old": args.old.resolve(), "new": HERE}
     servers = {name: serve("webapp:create_app()", tree, env) for name, tree in trees.items()}

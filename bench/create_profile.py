@@ -15,8 +15,6 @@ driver runs), and with
 from __future__ import annotations
 
 import argparse
-import cProfile
-import pstats
 import statistics
 import sys
 import time
@@ -28,6 +26,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from sqlalchemy import event  # noqa: E402
 from sqlalchemy import select  # noqa: E402
 
+from bench.common import UNLIMITED_API  # noqa: E402
+from bench.common import print_profile  # noqa: E402
 from bench.common import scratch_app  # noqa: E402
 from tests.statements import driver_statements  # noqa: E402
 from webapp.extensions import db  # noqa: E402
@@ -47,11 +47,7 @@ def main() -> None:
     )
     args = parser.parse_args()
 
-    app = scratch_app(
-        args.database_url,
-        API_RATE_LIMIT_PER_KEY="100000000/minute",
-        API_RATE_LIMIT_PER_ORG="100000000/minute",
-    )
+    app = scratch_app(args.database_url, **UNLIMITED_API)
     with app.app_context():
         org = db.session.scalar(select(Organization).where(Organization.slug == "big"))
         if org is None:
@@ -120,15 +116,7 @@ def main() -> None:
     )
 
     if args.profile:
-        profiler = cProfile.Profile()
-        profiler.enable()
-        for n in range(args.requests):
-            create(args.requests + 100 + n)
-        profiler.disable()
-        stats = pstats.Stats(profiler)
-        print(f"function calls per request: {stats.total_calls / args.requests:,.0f}")
-        stats.sort_stats("cumulative").print_stats(args.profile)
-        stats.sort_stats("tottime").print_stats(args.profile)
+        print_profile(lambda n: create(args.requests + 100 + n), args.requests, args.profile)
 
 
 if __name__ == "__main__":

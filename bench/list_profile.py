@@ -15,8 +15,6 @@ The figure to compare between two trees is the median CPU, measured in the same 
 from __future__ import annotations
 
 import argparse
-import cProfile
-import pstats
 import statistics
 import sys
 import time
@@ -26,6 +24,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from sqlalchemy import select  # noqa: E402
 
+from bench.common import UNLIMITED_API  # noqa: E402
+from bench.common import print_profile  # noqa: E402
 from bench.common import scratch_app  # noqa: E402
 from tests.statements import driver_statements  # noqa: E402
 from webapp.extensions import db  # noqa: E402
@@ -42,11 +42,7 @@ def main() -> None:
     parser.add_argument("--show-sql", action="store_true", help="print one request's SQL")
     args = parser.parse_args()
 
-    app = scratch_app(
-        args.database_url,
-        API_RATE_LIMIT_PER_KEY="100000000/minute",
-        API_RATE_LIMIT_PER_ORG="100000000/minute",
-    )
+    app = scratch_app(args.database_url, **UNLIMITED_API)
     with app.app_context():
         org = db.session.scalar(select(Organization).where(Organization.slug == "big"))
         if org is None:
@@ -88,15 +84,7 @@ def main() -> None:
     )
 
     if args.profile:
-        profiler = cProfile.Profile()
-        profiler.enable()
-        for _ in range(args.requests):
-            list_page()
-        profiler.disable()
-        stats = pstats.Stats(profiler)
-        print(f"function calls per request: {stats.total_calls / args.requests:,.0f}")
-        stats.sort_stats("cumulative").print_stats(args.profile)
-        stats.sort_stats("tottime").print_stats(args.profile)
+        print_profile(lambda _n: list_page(), args.requests, args.profile)
 
 
 if __name__ == "__main__":
