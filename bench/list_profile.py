@@ -8,14 +8,22 @@ uses the same). Sends REQUESTS ``GET /api/v1/organizations/big/invitations[?QUER
 through the Flask test client with an org API key, and prints the median and p90 CPU
 time (``time.process_time``) per request, the statements per request (every statement
 the driver runs), and with --profile the top N functions of a cProfile of the same loop.
-The figure to compare between two trees is the median CPU, measured in the same run
-(bench/compare_trees.py runs the HTTP benchmark the same way).
+CPU time is noisy on a shared machine; instructions are not. With --callgrind, run it
+under valgrind and divide the instructions it counted by REQUESTS:
+
+    valgrind --tool=callgrind --instr-atstart=no --callgrind-out-file=/tmp/list.cg \
+        .venv/bin/python bench/list_profile.py --database-url URL --requests 200 --callgrind
+    grep ^totals /tmp/list.cg          # instructions for the 200 pages
+
+(an older checkout: copy this file into its bench/ and run it from there).
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import statistics
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -40,6 +48,9 @@ def main() -> None:
     parser.add_argument("--path", default="", help="the query string, e.g. status=pending")
     parser.add_argument("--profile", type=int, default=0, help="print the top N functions")
     parser.add_argument("--show-sql", action="store_true", help="print one request's SQL")
+    parser.add_argument(
+        "--callgrind", action="store_true", help="count instructions (run under valgrind)"
+    )
     args = parser.parse_args()
 
     app = scratch_app(args.database_url, **UNLIMITED_API)
@@ -61,6 +72,17 @@ def main() -> None:
 
     for _ in range(50):  # warm up: statement caches, pool, first-use imports
         list_page()
+
+    if args.callgrind:
+        # Instructions, not seconds: the same count run after run, whatever else the
+        # machine does. Only the REQUESTS pages are counted.
+        pid = str(os.getpid())
+        subprocess.run(["callgrind_control", "-i", "on", pid], check=True, capture_output=True)
+        for _ in range(args.requests):
+            list_page()
+        subprocess.run(["callgrind_control", "-i", "off", pid], check=True, capture_output=True)
+        print(f"callgrind counted {args.requests} list pages: divide its total by that")
+        return
 
     cpu: list[float] = []
     for _ in range(args.requests):
