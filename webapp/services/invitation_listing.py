@@ -18,7 +18,6 @@ from sqlalchemy import and_
 from sqlalchemy import bindparam
 from sqlalchemy import cast
 from sqlalchemy import func
-from sqlalchemy import literal_column
 from sqlalchemy import or_
 from sqlalchemy import select
 from sqlalchemy import tuple_
@@ -26,6 +25,7 @@ from sqlalchemy.orm import Session
 from sqlalchemy.orm import selectinload
 
 from webapp.clock import utcnow
+from webapp.database import written_limit
 from webapp.models import Invitation
 from webapp.models import InvitationStatus
 from webapp.models import Organization
@@ -195,9 +195,7 @@ class _PageShape:
     # Plain rows also carry the stored totals (one round trip less); the SQL for them
     # differs by database.
     totals_dialect: str | None
-    # Written into the SQL, not bound: PostgreSQL plans a prepared statement once (a
-    # generic plan) only when its cost is known, and a bound LIMIT hides it: each run was
-    # planned anew, which cost it more than running the page.
+    # Written into the SQL, not bound (webapp.database.written_limit).
     limit: int
 
 
@@ -258,9 +256,7 @@ def _page_statement(shape: _PageShape) -> Select:
         statement = statement.add_columns(
             *stored_totals_columns(shape.per_org, shape.totals_dialect)
         )
-    statement = (
-        statement.where(*conditions).order_by(*order).limit(literal_column(str(shape.limit)))
-    )
+    statement = statement.where(*conditions).order_by(*order).limit(written_limit(shape.limit))
     if shape.offset:
         statement = statement.offset(bindparam("offset"))
     return statement
@@ -401,7 +397,7 @@ def list_invitations(
         capped = (
             select(Invitation.id)
             .where(*count_conditions)
-            .limit(literal_column(str(SEARCH_TOTAL_CAP + 1)))
+            .limit(written_limit(SEARCH_TOTAL_CAP + 1))
             .subquery()
         )
         total = session.scalar(select(func.count()).select_from(capped), params) or 0

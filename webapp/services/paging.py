@@ -8,6 +8,7 @@ from sqlalchemy import Select
 from sqlalchemy import tuple_
 from sqlalchemy.orm import Session
 
+from webapp.database import written_limit
 from webapp.services.errors import ValidationFailed
 
 
@@ -44,7 +45,7 @@ def newest_first_page(
         if backwards
         else [model.created_at.desc(), model.id.desc()]
     )
-    rows = list(session.scalars(statement.order_by(*order).limit(limit + 1)))
+    rows = list(session.scalars(statement.order_by(*order).limit(written_limit(limit + 1))))
     has_more = len(rows) > limit
     rows = rows[:limit]
     if backwards:
