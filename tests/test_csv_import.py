@@ -54,8 +54,10 @@ from webapp.services.importing.planning import run_import
 from webapp.services.importing.report import error_report
 from webapp.services.invitations import InvitationRequest
 from webapp.services.invitations import create_invitation
+from webapp.services.organizations import add_role
 from webapp.services.organizations import create_project
 from webapp.services.organizations import get_organization
+from webapp.services.organizations import remove_role
 from webapp.services.organizations import update_organization
 from webapp.services.tokens import hash_token
 from webapp.services.tokens import open_from_outbox
@@ -215,6 +217,28 @@ def test_the_import_creates_invitations_with_their_events_and_emails(session, or
         ]
         assert outbox[0].token_ciphertext
     assert status_totals(session, org.id)["pending"] == 2
+
+
+def test_a_role_removed_after_the_check_fails_its_rows_and_nothing_else(session, org):
+    """The file was checked while 'guest' existed; an admin removed it before the
+    import ran (a job waits for its confirmation): its rows fail with the role named,
+    the others go in."""
+    add_role(session, org, "guest", "Guest")
+    session.commit()
+    plan = plan_for(session, org, "email,role\nann@example.com,guest\nbob@example.com,member\n")
+    assert [r.verdict for r in plan.rows] == ["will_invite", "will_invite"]
+    remove_role(session, org, "guest")
+    session.commit()
+
+    result = run_import(session, org, plan, actor=SYSTEM, source="import")
+
+    assert result.totals() == {"invited": 1, "unknown_role": 1}
+    assert by_email(plan.rows)["ann@example.com"] == (
+        "unknown_role",
+        "'guest' is not a role of Acme (roles: admin, member)",
+    )
+    assert session.scalars(select(Invitation.email)).all() == ["bob@example.com"]
+    assert status_totals(session, org.id)["pending"] == 1
 
 
 def test_roles_are_matched_without_regard_to_case(session, org):

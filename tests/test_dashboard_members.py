@@ -277,7 +277,7 @@ def test_unknown_role_is_refused_by_name(app, admin):
     for headers in (FRAGMENT, {}):
         response = change(admin, app, "bob@example.com", "owner", headers=headers)
         assert response.status_code == 422
-        assert "'owner' is not a role of Acme (one of: admin, member)" in text(response)
+        assert "'owner' is not a role of Acme (roles: admin, member)" in text(response)
         bob = member_id(app, "bob@example.com")
         assert f'id="{role_field(bob)}-error"' in body(response)
     assert role_of(app, "bob@example.com") == "member"

@@ -17,10 +17,13 @@ from sqlalchemy import func
 from sqlalchemy import select
 from sqlalchemy import text
 
+from webapp.database import sqlite_late_writes
 from webapp.extensions import db
 from webapp.models import Invitation
 from webapp.models import InvitationStatus
 from webapp.models import Membership
+from webapp.models import Organization
+from webapp.models import OrgRole
 from webapp.services.actors import SYSTEM
 from webapp.services.counters import status_totals
 from webapp.services.errors import ServiceError
@@ -28,11 +31,14 @@ from webapp.services.invitation_transitions import accept_invitation
 from webapp.services.invitation_transitions import revoke_invitation
 from webapp.services.invitations import InvitationRequest
 from webapp.services.invitations import create_invitation
+from webapp.services.members import change_member_role
+from webapp.services.organizations import add_admin_member
 from webapp.services.organizations import add_role
 from webapp.services.organizations import create_organization
 from webapp.services.organizations import get_organization
 from webapp.services.organizations import remove_role
 from webapp.services.organizations import update_organization
+from webapp.services.users import get_or_create_user
 
 REPEATS = 3
 
@@ -220,3 +226,166 @@ def test_two_admins_removing_one_role_get_one_removal_and_one_not_found(app, rac
     kinds = sorted(kind for kind, _ in results)
     assert kinds == ["error", "ok"], results
     assert [type(e).__name__ for kind, e in results if kind == "error"] == ["NotFound"]
+
+
+class HeldTransaction(threading.Thread):
+    """Runs ``action`` in its own app context and connection, keeps its transaction open
+    (its locks held) until ``commit`` is set, then commits. ``acted`` is set when the
+    action has returned or failed; ``outcome`` is ``("ok", result)``, ``("error",
+    ServiceError)`` or ``("crash", exception)`` once the thread ends."""
+
+    def __init__(self, app, action: Callable[[], Any], *, late_writes: bool = False) -> None:
+        super().__init__(daemon=True)
+        self.app = app
+        self.action = action
+        self.late_writes = late_writes
+        self.acted = threading.Event()
+        self.commit = threading.Event()
+        self.outcome: tuple[str, Any] = ("missing", None)
+
+    def run(self) -> None:
+        with self.app.app_context():
+            token = sqlite_late_writes.set(self.late_writes)
+            try:
+                result = self.action()
+                self.acted.set()
+                assert self.commit.wait(timeout=30)
+                db.session.commit()
+                self.outcome = ("ok", result)
+            except ServiceError as exc:
+                db.session.rollback()
+                self.outcome = ("error", exc)
+            except Exception as exc:  # noqa: BLE001 - surfaced by the assertions
+                db.session.rollback()
+                self.outcome = ("crash", exc)
+            finally:
+                self.acted.set()
+                sqlite_late_writes.reset(token)
+
+
+def _add_guest_role(app, slug: str) -> None:
+    with app.app_context():
+        add_role(db.session, get_organization(db.session, slug), "guest", "Guest")
+        db.session.commit()
+
+
+def _invite_as_guest(slug: str, email: str):
+    # As the API does: the organization without its roles loaded.
+    org = db.session.get(Organization, get_organization(db.session, slug).id)
+    db.session.expire(org, ["roles"])
+    return create_invitation(
+        db.session, org, InvitationRequest(email=email, role="guest", notify=False), actor=SYSTEM
+    )
+
+
+def _guest_references(app, slug: str) -> tuple[bool, int]:
+    """Whether the role 'guest' exists, and how many pending invitations carry it."""
+    with app.app_context():
+        org = get_organization(db.session, slug)
+        pending = db.session.scalar(
+            select(func.count()).where(
+                Invitation.org_id == org.id,
+                Invitation.role == "guest",
+                Invitation.status == InvitationStatus.PENDING.value,
+            )
+        )
+        exists = db.session.scalar(
+            select(func.count()).where(OrgRole.org_id == org.id, OrgRole.key == "guest")
+        )
+        return bool(exists), pending
+
+
+@pytest.mark.parametrize("late_writes", [False, True], ids=["dashboard", "api"])
+def test_an_invitation_created_while_its_role_is_being_removed_is_refused(
+    app, race_org, late_writes
+):
+    """The removal has checked that no one uses the role and has not committed yet; an
+    invitation with that role (checked against the still-committed role) must wait and
+    then be refused, not go in with a role that no longer exists."""
+    _add_guest_role(app, race_org)
+    remover = HeldTransaction(
+        app, lambda: remove_role(db.session, get_organization(db.session, race_org), "guest")
+    )
+    remover.start()
+    assert remover.acted.wait(timeout=30)
+    creator = HeldTransaction(
+        app, lambda: _invite_as_guest(race_org, "late@example.com"), late_writes=late_writes
+    )
+    creator.commit.set()
+    creator.start()
+    creator.acted.wait(timeout=1)  # without the lock it is done by now
+    remover.commit.set()
+    remover.join(timeout=30)
+    creator.join(timeout=30)
+
+    assert remover.outcome[0] == "ok", remover.outcome
+    kind, error = creator.outcome
+    assert kind == "error", creator.outcome
+    assert [(e.field, e.code) for e in error.errors] == [("role", "unknown_role")]
+    assert error.errors[0].message == "'guest' is not a role of Race Org (roles: admin, member)"
+    assert _guest_references(app, race_org) == (False, 0)
+
+
+@pytest.mark.parametrize("late_writes", [False, True], ids=["dashboard", "api"])
+def test_removing_a_role_waits_for_the_invitation_being_created_with_it(app, race_org, late_writes):
+    _add_guest_role(app, race_org)
+    creator = HeldTransaction(
+        app, lambda: _invite_as_guest(race_org, "first@example.com"), late_writes=late_writes
+    )
+    creator.start()
+    assert creator.acted.wait(timeout=30)
+    assert creator.outcome == ("missing", None)  # holding its transaction open
+    remover = HeldTransaction(
+        app, lambda: remove_role(db.session, get_organization(db.session, race_org), "guest")
+    )
+    remover.commit.set()
+    remover.start()
+    remover.acted.wait(timeout=1)
+    creator.commit.set()
+    creator.join(timeout=30)
+    remover.join(timeout=30)
+
+    assert creator.outcome[0] == "ok", creator.outcome
+    kind, error = remover.outcome
+    assert kind == "error" and error.code == "role_in_use", remover.outcome
+    assert _guest_references(app, race_org) == (True, 1)
+
+
+def test_a_member_cannot_be_given_a_role_being_removed(app, race_org):
+    _add_guest_role(app, race_org)
+    with app.app_context():
+        org = get_organization(db.session, race_org)
+        user = get_or_create_user(db.session, "m@example.com", "m@example.com", "M")
+        member_id = add_admin_member(db.session, org, user, actor=SYSTEM).id
+        add_admin_member(
+            db.session,
+            org,
+            get_or_create_user(db.session, "a@example.com", "a@example.com", "A"),
+            actor=SYSTEM,
+        )
+        db.session.commit()
+    remover = HeldTransaction(
+        app, lambda: remove_role(db.session, get_organization(db.session, race_org), "guest")
+    )
+    remover.start()
+    assert remover.acted.wait(timeout=30)
+
+    def give_guest():
+        org = get_organization(db.session, race_org)
+        org.roles  # noqa: B018 - loaded before the removal commits, as a view would
+        return change_member_role(db.session, org, member_id, "guest", actor=SYSTEM)
+
+    changer = HeldTransaction(app, give_guest)
+    changer.commit.set()
+    changer.start()
+    changer.acted.wait(timeout=1)
+    remover.commit.set()
+    remover.join(timeout=30)
+    changer.join(timeout=30)
+
+    assert remover.outcome[0] == "ok", remover.outcome
+    kind, error = changer.outcome
+    assert kind == "error", changer.outcome
+    assert [(e.field, e.code) for e in error.errors] == [("role", "unknown_role")]
+    with app.app_context():
+        assert db.session.get(Membership, member_id).role == "admin"

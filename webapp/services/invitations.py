@@ -58,7 +58,9 @@ from webapp.services.expiry import expire_lapsed_for_address
 from webapp.services.expiry import expire_lapsed_for_addresses
 from webapp.services.organizations import MAX_EXPIRY_SECONDS
 from webapp.services.organizations import MIN_EXPIRY_SECONDS
+from webapp.services.organizations import held_roles
 from webapp.services.organizations import role_exists
+from webapp.services.organizations import unknown_role_error
 from webapp.services.outbox import enqueue_email
 from webapp.services.outbox import enqueue_emails
 from webapp.services.outbox import outbox_row
@@ -271,6 +273,7 @@ class InvitationChecker:
 
     def _role(self, role: str) -> FieldError | None:
         # Roles not loaded (an API request): one index probe instead of loading them.
+        # (The write path holds the role again in its transaction: ``held_roles``.)
         if (
             "roles" not in self.org.__dict__
             and isinstance(role, str)
@@ -278,11 +281,7 @@ class InvitationChecker:
         ):
             return None
         if self.org.role(role) is None:
-            return FieldError(
-                "role",
-                "unknown_role",
-                f"{role!r} is not a role of {self.org.name} (roles: {_role_keys(self.org)})",
-            )
+            return unknown_role_error(self.org, role)
         return None
 
     def _redirect(self, value: object) -> str | FieldError:
@@ -370,10 +369,6 @@ def _grants_key(grants: object) -> object:
     ):
         return tuple(tuple(sorted(g.items())) for g in grants)
     return [grants]  # unhashable: checked every time
-
-
-def _role_keys(org: Organization) -> str:
-    return ", ".join(r.key for r in org.roles)
 
 
 def is_member(session: Session, org_id: str, email_key: str) -> bool:
@@ -489,6 +484,7 @@ class BatchCreation:
     created: list[CreatedInvitation] = field(default_factory=list)
     already_invited: list[int] = field(default_factory=list)
     already_member: list[int] = field(default_factory=list)
+    unknown_role: list[int] = field(default_factory=list)
 
 
 def _insert_skipping_pending(session: Session, rows: list[dict[str, Any]] | DriverRows) -> set[str]:
@@ -617,9 +613,16 @@ def create_checked_invitations(
     result = BatchCreation()
     org_id = org.id
     keys = [c.email_key for c in requests]
+    # Checked when the batch was planned; a role removed since fails its requests.
+    roles = held_roles(session, org_id, {c.role for c in requests})
+    result.unknown_role = [i for i, c in enumerate(requests) if c.role not in roles]
     members = member_keys(session, org_id, keys)
-    candidates = [i for i, c in enumerate(requests) if c.email_key not in members]
-    result.already_member = [i for i, c in enumerate(requests) if c.email_key in members]
+    candidates = [
+        i for i, c in enumerate(requests) if c.email_key not in members and c.role in roles
+    ]
+    result.already_member = [
+        i for i, c in enumerate(requests) if c.email_key in members and c.role in roles
+    ]
     # A lapsed pending invitation reads as expired everywhere; make that true in the
     # table too, so it no longer holds the one-pending-per-address index.
     expire_lapsed_for_addresses(session, org_id, [keys[i] for i in candidates])
@@ -761,8 +764,11 @@ def create_checked_invitation(
     ):
         return IssuedInvitation(invitation=_loaded(session, row), accept_url=link)
     # Nothing went in on PostgreSQL's one-statement path (a member, a pending invitation
-    # of the address, live or lapsed, or a racer's), or a quota to check first, or
-    # SQLite (whose statements cost no round trip): one step at a time.
+    # of the address, live or lapsed, a racer's, or a role removed since the check), or
+    # a quota to check first, or SQLite (whose statements cost no round trip): one step
+    # at a time.
+    if checked.role not in held_roles(session, org.id, [checked.role]):
+        raise ValidationFailed([unknown_role_error(org, checked.role)])
     [(member, pending_id, pending_expires_at)] = _ADDRESS_STATE.run(
         connection, {"org_id": org.id, "email_key": checked.email_key}
     )
@@ -793,17 +799,25 @@ def _insert_created_postgres(
     email: dict[str, Any] | None,
     org_id: str,
 ) -> bool:
-    """PostgreSQL, one round trip: the invitation (unless the address is a member's or
-    already has a pending invitation: ON CONFLICT on the partial unique index), and only
-    if it went in, its audit event, its outbox email and the pending counter (last: its
-    row lock is held until the commit). True if the invitation went in."""
+    """PostgreSQL, one round trip: the invitation (unless the address is a member's,
+    its role is gone, or it already has a pending invitation: ON CONFLICT on the partial
+    unique index), and only if it went in, its audit event, its outbox email and the
+    pending counter (last: its row lock is held until the commit). The role's row is
+    held FOR KEY SHARE until the commit, as ``held_roles`` does. True if the invitation
+    went in."""
     tables = [Invitation.__table__, AuditEvent.__table__]
     rows = [row, event]
     if email is not None:
         tables.append(OutboxMessage.__table__)
         rows.append(email)
     writers = [row_writer(t, tuple(r), "postgresql") for t, r in zip(tables, rows, strict=True)]
-    values: list[Any] = [*writers[0].values([row])[0], org_id, row["email_key"]]
+    values: list[Any] = [
+        *writers[0].values([row])[0],
+        org_id,
+        row["email_key"],
+        org_id,
+        row["role"],
+    ]
     for writer, other in zip(writers[1:], rows[1:], strict=True):
         values.extend(writer.values([other])[0])
     values.append(org_id)
@@ -835,6 +849,8 @@ def _created_sql_postgres(written: tuple[tuple[Table, tuple[str, ...]], ...]) ->
         f"WITH inserted AS (INSERT INTO {tables[0].name} ({names}) SELECT {casts} "
         "WHERE NOT EXISTS (SELECT 1 FROM memberships JOIN users ON users.id = "
         "memberships.user_id WHERE memberships.org_id = %s AND users.email_key = %s) "
+        "AND EXISTS (SELECT 1 FROM org_roles WHERE org_roles.org_id = %s "
+        "AND org_roles.key = %s FOR KEY SHARE) "
         f"ON CONFLICT {PENDING_CONFLICT_TARGET} DO NOTHING RETURNING id)"
     ]
     for number, table in enumerate(tables[1:]):

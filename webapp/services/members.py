@@ -21,6 +21,8 @@ from webapp.services.errors import Conflict
 from webapp.services.errors import FieldError
 from webapp.services.errors import NotFound
 from webapp.services.errors import ValidationFailed
+from webapp.services.organizations import role_exists
+from webapp.services.organizations import unknown_role_error
 from webapp.services.paging import newest_first_page
 from webapp.services.search import contains
 
@@ -163,11 +165,9 @@ def change_member_role(
     """Give a member another of the org's roles; the last admin keeps an admin role."""
     _lock_admins(session, org)
     member = get_member(session, org, member_id)
-    if not isinstance(role, str) or org.role(role) is None:
-        keys = ", ".join(r.key for r in org.roles)
-        raise ValidationFailed.single(
-            "role", "unknown_role", f"{role!r} is not a role of {org.name} (one of: {keys})"
-        )
+    # After the lock, which remove_role also takes: the role as committed now.
+    if not isinstance(role, str) or not role_exists(session, org, role):
+        raise ValidationFailed([unknown_role_error(org, role)])
     old = member.role
     if role == old:
         return member

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 import unicodedata
+from collections.abc import Iterable
 from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import cache
@@ -19,6 +20,7 @@ from sqlalchemy.orm import Session
 from sqlalchemy.orm import selectinload
 
 from webapp.clock import utcnow
+from webapp.database import begin_writes
 from webapp.ids import new_id
 from webapp.models import Invitation
 from webapp.models import InvitationStatus
@@ -532,6 +534,50 @@ _ROLE_EXISTS = PreparedStatement(
 )
 
 
+def held_roles(session: Session, org_id: str, keys: Iterable[str]) -> set[str]:
+    """The keys among ``keys`` that are roles of the organization, each held against
+    removal until the commit.
+
+    Every write of a new invitation takes this in its write transaction (before its
+    INSERT locks the organization's row for the foreign key), and ``remove_role`` locks
+    the role before it counts its users: on PostgreSQL (FOR KEY SHARE here, FOR UPDATE
+    there) whichever comes second waits for the first and then sees what it committed,
+    so a role is never removed while an invitation with it is being written. On SQLite
+    the write transaction serializes them; this opens it first (an API create reads
+    before it writes). (A member's role change locks the organization's row before it
+    checks the role, which serializes it with ``remove_role`` already.)
+    """
+    wanted = sorted({k for k in keys if isinstance(k, str)})
+    if not wanted:
+        return set()
+    begin_writes(session.connection())
+    return set(
+        session.scalars(
+            select(OrgRole.key)
+            .where(OrgRole.org_id == org_id, OrgRole.key.in_(wanted))
+            .with_for_update(read=True, key_share=True)
+        )
+    )
+
+
+def unknown_role_error(org: Organization, role: object) -> FieldError:
+    """The error every surface shows for a role the organization does not have."""
+    keys = ", ".join(r.key for r in org.roles)
+    message = f"{role!r} is not a role of {org.name} (roles: {keys})"
+    return FieldError("role", "unknown_role", message)
+
+
+def _lock_role_for_removal(session: Session, org: Organization, key: str) -> bool:
+    """Lock the role's row until the commit (see ``held_roles``); False if it is gone.
+    On SQLite, where FOR UPDATE is not emitted, the write transaction serializes."""
+    return (
+        session.scalar(
+            select(OrgRole.id).where(OrgRole.org_id == org.id, OrgRole.key == key).with_for_update()
+        )
+        is not None
+    )
+
+
 def _counted(count: int, noun: str) -> str:
     return f"{count} {noun}{'' if count == 1 else 's'}"
 
@@ -543,9 +589,12 @@ def remove_role(
     role = org.role(key)
     if role is None:
         raise NotFound(f"{org.name} has no role {key!r}")
-    default_role = _lock_roles(session, org)
-    if not role_exists(session, org, key):  # removed meanwhile by someone else
+    # The role's row first, then the organization's: the order in which a new
+    # invitation takes them (its role, then the organization's row for its foreign key),
+    # so that the two wait for each other instead of deadlocking.
+    if not _lock_role_for_removal(session, org, key):  # removed meanwhile by someone else
         raise NotFound(f"{org.name} has no role {key!r}")
+    default_role = _lock_roles(session, org)
     if default_role == key:
         raise Conflict(
             f"{key!r} is the default role; choose another default first", code="role_in_use"

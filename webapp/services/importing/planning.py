@@ -58,6 +58,7 @@ from webapp.services.invitations import create_checked_invitations
 from webapp.services.invitations import is_pending_by_address
 from webapp.services.invitations import member_keys
 from webapp.services.invitations import new_invitation_rows
+from webapp.services.organizations import unknown_role_error
 from webapp.services.validation import normalize_email
 
 log = logging.getLogger("orginvites.import")
@@ -653,6 +654,9 @@ def import_batch(
     for index in outcome.already_member:
         row = candidates[index]
         row.verdict, row.detail = ALREADY_MEMBER, f"{row.email} is already a member of {org.name}"
+    for index in outcome.unknown_role:
+        row = candidates[index]
+        row.verdict, row.detail = UNKNOWN_ROLE, unknown_role_error(org, row.checked.role).message
 
 
 def mark_existing(session: Session, org: Organization, rows: Sequence[PlannedRow], now) -> None:
