@@ -108,6 +108,19 @@ def print_profile(call, requests: int, top: int) -> None:
     stats.sort_stats("tottime").print_stats(top)
 
 
+def count_instructions(call, requests: int, what: str) -> None:
+    """Under ``valgrind --tool=callgrind --instr-atstart=no``: count the instructions of
+    ``call(n)`` for n in range(requests) only. Instructions, not seconds: the same count
+    run after run, whatever else the machine does; divide callgrind's total by
+    ``requests``."""
+    pid = str(os.getpid())
+    subprocess.run(["callgrind_control", "-i", "on", pid], check=True, capture_output=True)
+    for n in range(requests):
+        call(n)
+    subprocess.run(["callgrind_control", "-i", "off", pid], check=True, capture_output=True)
+    print(f"callgrind counted {requests} {what}: divide its total by that")
+
+
 def wait_until(predicate, seconds: float) -> bool:
     deadline = time.monotonic() + seconds
     while not predicate():

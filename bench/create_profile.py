@@ -27,6 +27,7 @@ from sqlalchemy import event  # noqa: E402
 from sqlalchemy import select  # noqa: E402
 
 from bench.common import UNLIMITED_API  # noqa: E402
+from bench.common import count_instructions  # noqa: E402
 from bench.common import print_profile  # noqa: E402
 from bench.common import scratch_app  # noqa: E402
 from tests.statements import driver_statements  # noqa: E402
@@ -42,6 +43,9 @@ def main() -> None:
     parser.add_argument("--requests", type=int, default=500)
     parser.add_argument("--profile", type=int, default=0, help="print the top N functions")
     parser.add_argument("--show-sql", action="store_true", help="print one request's SQL")
+    parser.add_argument(
+        "--callgrind", action="store_true", help="count instructions (run under valgrind)"
+    )
     parser.add_argument(
         "--sqlite-pragma", action="append", default=[], help="run PRAGMA X on each connection"
     )
@@ -83,6 +87,10 @@ def main() -> None:
 
     for n in range(20):  # warm up: statement caches, pool, first-use imports
         create(-n - 1)
+
+    if args.callgrind:
+        count_instructions(create, args.requests, "creates")
+        return
 
     cpu: list[float] = []
     wall: list[float] = []

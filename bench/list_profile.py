@@ -21,9 +21,7 @@ under valgrind and divide the instructions it counted by REQUESTS:
 from __future__ import annotations
 
 import argparse
-import os
 import statistics
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -33,6 +31,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from sqlalchemy import select  # noqa: E402
 
 from bench.common import UNLIMITED_API  # noqa: E402
+from bench.common import count_instructions  # noqa: E402
 from bench.common import print_profile  # noqa: E402
 from bench.common import scratch_app  # noqa: E402
 from tests.statements import driver_statements  # noqa: E402
@@ -74,14 +73,7 @@ def main() -> None:
         list_page()
 
     if args.callgrind:
-        # Instructions, not seconds: the same count run after run, whatever else the
-        # machine does. Only the REQUESTS pages are counted.
-        pid = str(os.getpid())
-        subprocess.run(["callgrind_control", "-i", "on", pid], check=True, capture_output=True)
-        for _ in range(args.requests):
-            list_page()
-        subprocess.run(["callgrind_control", "-i", "off", pid], check=True, capture_output=True)
-        print(f"callgrind counted {args.requests} list pages: divide its total by that")
+        count_instructions(lambda _: list_page(), args.requests, "list pages")
         return
 
     cpu: list[float] = []

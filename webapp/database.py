@@ -184,6 +184,28 @@ def _ping_connections_after_idling(engine: sa.Engine) -> None:
             raise sa.exc.DisconnectionError(str(error)) from error
 
 
+def _sessions_in_utc(engine: sa.Engine) -> None:
+    """Every PostgreSQL session in UTC, whatever the server's default.
+
+    psycopg gives each ``timestamptz`` it reads the session's time zone: for ``UTC``
+    that is ``datetime.UTC`` itself, which ``UTCDateTime`` passes through as it is, so a
+    list page's hundred timestamps convert nothing (with the Debian default
+    ``Etc/UTC``, each was converted again). Dates computed in SQL are UTC dates, as on
+    SQLite.
+    """
+
+    @event.listens_for(engine, "connect")
+    def _set_utc(dbapi_connection: Any, _record: Any) -> None:
+        if dbapi_connection.info.parameter_status("TimeZone") == "UTC":
+            return
+        autocommit = dbapi_connection.autocommit
+        dbapi_connection.autocommit = True  # a session setting, outside any transaction
+        try:
+            dbapi_connection.execute("SET TIME ZONE 'UTC'")
+        finally:
+            dbapi_connection.autocommit = autocommit
+
+
 def configure_engine(
     engine: sa.Engine, sqlite_mmap_size: int = 0, sqlite_cache_kib: int = 2000
 ) -> None:
@@ -200,6 +222,7 @@ def configure_engine(
     """
     if engine.dialect.name == "postgresql":
         _ping_connections_after_idling(engine)
+        _sessions_in_utc(engine)
     if engine.dialect.name != "sqlite":
         return
     lock_path = writers_lock_path(engine.url.database)

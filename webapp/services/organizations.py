@@ -550,7 +550,11 @@ def held_roles(session: Session, org_id: str, keys: Iterable[str]) -> set[str]:
     wanted = sorted({k for k in keys if isinstance(k, str)})
     if not wanted:
         return set()
-    begin_writes(session.connection())
+    connection = session.connection()
+    begin_writes(connection)
+    if len(wanted) == 1:  # one create: a prepared statement
+        rows = _ROLE_HELD.run(connection, {"org_id": org_id, "key": wanted[0]})
+        return {key for (key,) in rows}
     return set(
         session.scalars(
             select(OrgRole.key)
@@ -558,6 +562,15 @@ def held_roles(session: Session, org_id: str, keys: Iterable[str]) -> set[str]:
             .with_for_update(read=True, key_share=True)
         )
     )
+
+
+_ROLE_HELD = PreparedStatement(
+    lambda: (
+        select(OrgRole.key)
+        .where(OrgRole.org_id == bindparam("org_id"), OrgRole.key == bindparam("key"))
+        .with_for_update(read=True, key_share=True)
+    )
+)
 
 
 def unknown_role_error(org: Organization, role: object) -> FieldError:

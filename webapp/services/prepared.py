@@ -28,7 +28,7 @@ from sqlalchemy.sql.expression import Executable
 
 
 class _Compiled:
-    __slots__ = ("binders", "defaults", "keys", "names", "processing", "sql")
+    __slots__ = ("binders", "defaults", "keys", "names", "processing", "returns_rows", "sql")
 
     def __init__(self, statement: Executable, dialect: sa.Dialect) -> None:
         compiled = statement.compile(dialect=dialect)
@@ -50,6 +50,9 @@ class _Compiled:
             returning = getattr(statement, "_returning", ()) or ()
             columns = list(returning)
         self.keys = tuple(c.key for c in columns or ())
+        # Known here, so a run never asks the cursor: psycopg builds a Column object for
+        # every column of the result to answer ``cursor.description``.
+        self.returns_rows = bool(self.keys)
         # dialect_impl: a variant's type for this dialect (JSONB on PostgreSQL).
         processors = [
             c.type.dialect_impl(dialect).result_processor(dialect, None) for c in columns or ()
@@ -95,7 +98,7 @@ class PreparedStatement:
         cursor = connection.connection.dbapi_connection.cursor()
         try:
             cursor.execute(compiled.sql, compiled.arguments(params))
-            if cursor.description is None:
+            if not compiled.returns_rows:
                 return []
             rows = cursor.fetchall()
         finally:
