@@ -7,6 +7,7 @@ from datetime import UTC
 from datetime import timedelta
 from datetime import timezone
 
+import psycopg
 import pytest
 from sqlalchemy import func
 from sqlalchemy import select
@@ -17,7 +18,7 @@ from tests.api_support import build_world
 from tests.conftest import APP_ORIGIN
 from tests.statements import driver_statements
 from webapp.clock import utcnow
-from webapp.database import sqlite_late_writes
+from webapp.database import in_late_writes
 from webapp.extensions import db
 from webapp.ids import new_id
 from webapp.models import AuditEvent
@@ -147,7 +148,7 @@ def test_late_writes_read_without_the_lock_and_write_inside_a_transaction(make_a
     with app.app_context():
         create_organization(db.session, name="Acme", slug="acme")
         db.session.commit()
-    token = sqlite_late_writes.set(True)
+    token = in_late_writes.set(True)
     try:
         with app.app_context():
             path = db.engine.url.database
@@ -166,7 +167,7 @@ def test_late_writes_read_without_the_lock_and_write_inside_a_transaction(make_a
             assert db.session.scalar(text("SELECT name FROM organizations")) == "Acme"
             db.session.rollback()
     finally:
-        sqlite_late_writes.reset(token)
+        in_late_writes.reset(token)
 
 
 def test_a_member_added_but_not_yet_flushed_is_refused(session, org):
@@ -186,3 +187,108 @@ def test_a_member_added_but_not_yet_flushed_is_refused(session, org):
     )
     with pytest.raises(AlreadyMember):
         create_invitation(session, org, InvitationRequest(email="bob@example.com"), actor=SYSTEM)
+
+
+# ------------------------------------------------------------- PostgreSQL round trips
+
+
+@pytest.fixture
+def pg_api(make_app):
+    return build_world(make_app("postgresql"))
+
+
+@pytest.fixture
+def pg_commands(monkeypatch):
+    """Every statement and every command (BEGIN, COMMIT, ROLLBACK: psycopg sends those
+    itself) that psycopg sends, in order."""
+    sent: list[str] = []
+    execute = psycopg.Cursor.execute
+    exec_command = psycopg.Connection._exec_command
+
+    def recording_execute(self, query, params=None, **kwargs):
+        sent.append(" ".join(str(query).split()))
+        return execute(self, query, params, **kwargs)
+
+    def recording_command(self, command, *args, **kwargs):
+        sent.append(bytes(command).decode() if isinstance(command, bytes) else str(command))
+        return exec_command(self, command, *args, **kwargs)
+
+    monkeypatch.setattr(psycopg.Cursor, "execute", recording_execute)
+    monkeypatch.setattr(psycopg.Connection, "_exec_command", recording_command)
+    return sent
+
+
+def test_a_postgres_create_is_one_statement_outside_a_transaction(pg_api, pg_commands):
+    """Three round trips: the key (with its organization), the role, and the one
+    statement that writes the invitation, its event and its counter (atomic on its own).
+    No BEGIN and no COMMIT."""
+    pg_api.invite("first@example.com")  # the key's last-used time is now fresh
+    pg_commands.clear()
+    created = pg_api.invite("ada@example.com", notify=False)
+    assert [s.split(" ", 1)[0] for s in pg_commands] == ["SELECT", "SELECT", "WITH"]
+    assert "FROM api_keys" in pg_commands[0] and "FROM org_roles" in pg_commands[1]
+    with pg_api.app.app_context():
+        assert db.session.get(Invitation, created["id"]).status == "pending"
+        events = db.session.scalars(
+            select(AuditEvent.type).where(AuditEvent.invitation_id == created["id"])
+        ).all()
+        assert events == ["invitation.created"]
+
+
+def test_a_postgres_create_that_needs_more_than_one_statement_is_one_transaction(
+    pg_api, pg_commands, time_machine
+):
+    """A lapsed pending invitation of the address: the one statement inserts nothing,
+    and the steps that follow (expire it, insert the new one) run in one transaction."""
+    first = pg_api.invite("late@example.com", expires_in_days=1)
+    time_machine.move_to(utcnow() + timedelta(days=2))
+    pg_api.invite("someone@example.com")  # fresh last-used time again
+    pg_commands.clear()
+    second = pg_api.invite("late@example.com")
+    kinds = [s.split(" ", 1)[0] for s in pg_commands]
+    begin = kinds.index("BEGIN")
+    assert kinds[: begin + 1] == ["SELECT", "SELECT", "WITH", "BEGIN"]
+    assert kinds[-1] == "COMMIT" and kinds.count("COMMIT") == 1
+    assert any(s.startswith("UPDATE invitations") for s in pg_commands[begin:])
+    with pg_api.app.app_context():
+        assert db.session.get(Invitation, first["id"]).status == "expired"
+        assert db.session.get(Invitation, second["id"]).status == "pending"
+
+
+def test_a_postgres_create_with_an_idempotency_key_is_one_transaction(pg_api, pg_commands):
+    """The stored answer commits with the invitation, in one transaction."""
+    pg_api.invite("first@example.com")
+    pg_commands.clear()
+    response = pg_api.call(
+        "POST",
+        INVITATIONS,
+        json={"email": "ada@example.com"},
+        headers={"Idempotency-Key": "create-ada"},
+    )
+    assert response.status_code == 201
+    # (psycopg sends the BEGIN it opens a transaction with just before the statement
+    # that needs it: the recording lists it after that statement.)
+    write = next(i for i, s in enumerate(pg_commands) if s.startswith("WITH"))
+    assert pg_commands[write - 1].startswith("BEGIN")
+    assert [s.split(" ", 1)[0] for s in pg_commands[write:]] == ["WITH", "UPDATE", "COMMIT"]
+    assert pg_commands[write + 1].startswith("UPDATE idempotent_requests")
+
+
+def test_postgres_late_writes_begin_before_a_write(pg_app):
+    """Under late writes on an autocommit session, a statement that writes opens the
+    transaction first: rolled back with it, not committed on its own."""
+    with pg_app.app_context():
+        create_organization(db.session, name="Acme", slug="acme")
+        db.session.commit()
+        autocommit = db.engine.execution_options(isolation_level="AUTOCOMMIT")
+    token = in_late_writes.set(True)
+    try:
+        with pg_app.app_context():
+            db.session.bind = autocommit
+            db.session.execute(text("SELECT count(*) FROM organizations"))
+            db.session.execute(text("UPDATE organizations SET name = 'Changed'"))
+            db.session.rollback()
+            assert db.session.scalar(text("SELECT name FROM organizations")) == "Acme"
+            db.session.close()
+    finally:
+        in_late_writes.reset(token)

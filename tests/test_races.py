@@ -17,7 +17,7 @@ from sqlalchemy import func
 from sqlalchemy import select
 from sqlalchemy import text
 
-from webapp.database import sqlite_late_writes
+from webapp.database import in_late_writes
 from webapp.extensions import db
 from webapp.models import Invitation
 from webapp.models import InvitationStatus
@@ -245,7 +245,7 @@ class HeldTransaction(threading.Thread):
 
     def run(self) -> None:
         with self.app.app_context():
-            token = sqlite_late_writes.set(self.late_writes)
+            token = in_late_writes.set(self.late_writes)
             try:
                 result = self.action()
                 self.acted.set()
@@ -260,7 +260,7 @@ class HeldTransaction(threading.Thread):
                 self.outcome = ("crash", exc)
             finally:
                 self.acted.set()
-                sqlite_late_writes.reset(token)
+                in_late_writes.reset(token)
 
 
 def _add_guest_role(app, slug: str) -> None:

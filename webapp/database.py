@@ -9,6 +9,7 @@ from datetime import datetime
 from typing import Any
 
 import sqlalchemy as sa
+from psycopg.pq import TransactionStatus
 from sqlalchemy import event
 from sqlalchemy.dialects import postgresql
 from sqlalchemy.dialects import sqlite
@@ -120,26 +121,43 @@ _BULK_CHECKPOINTS = "orginvites_bulk_checkpoints"
 sqlite_reads_only: ContextVar[bool] = ContextVar("sqlite_reads_only", default=False)
 
 # True while serving a request that reads first and writes at the end (an API create):
-# its SQLite statements run outside any transaction until ``begin_writes`` (or the
-# first statement that is not a SELECT) opens the ``BEGIN IMMEDIATE`` transaction, so
-# the write lock is held for the writes only, not for the reads and the CPU work
-# before them.
-sqlite_late_writes: ContextVar[bool] = ContextVar("sqlite_late_writes", default=False)
+# its statements run outside any transaction until ``begin_writes`` (or the first
+# statement that is not a SELECT) opens the write transaction. SQLite: ``BEGIN
+# IMMEDIATE``, so the write lock is held for the writes only, not for the reads and the
+# CPU work before them. PostgreSQL (when the request's session is in autocommit, see
+# webapp.web.transactions): ``BEGIN``, so a write that is one statement can run on its
+# own, without the ``BEGIN`` and ``COMMIT`` round trips.
+in_late_writes: ContextVar[bool] = ContextVar("in_late_writes", default=False)
 
 
 def begin_writes(connection: sa.Connection) -> None:
     """Open the write transaction now, if the connection's is not open yet.
 
-    Only SQLite connections under ``sqlite_late_writes`` can be without one: everywhere
-    else this does nothing (the transaction began with the first statement). Call it
-    before the checks that must hold until the commit (a member check, a quota).
+    Only connections under ``in_late_writes`` can be without one: everywhere else this
+    does nothing (the transaction began with the first statement). Call it before the
+    checks that must hold until the commit (a member check, a quota).
     """
+    dbapi_connection = connection.connection.dbapi_connection
+    if connection.dialect.name == "postgresql":
+        _begin_postgres_late_writes(dbapi_connection)
+        return
     if connection.dialect.name != "sqlite":
         return
-    dbapi_connection = connection.connection.dbapi_connection
     if dbapi_connection.in_transaction:
         return
     _take_turn_and(dbapi_connection, lambda: connection.exec_driver_sql("BEGIN IMMEDIATE"))
+
+
+def _begin_postgres_late_writes(dbapi_connection: Any) -> None:
+    # An autocommit connection outside a transaction: psycopg sends BEGIN as asked, and
+    # its commit() and rollback() (SQLAlchemy's, at the end of the request) then send
+    # COMMIT or ROLLBACK because the server reports the open transaction.
+    if (
+        in_late_writes.get()
+        and dbapi_connection.autocommit
+        and dbapi_connection.info.transaction_status == TransactionStatus.IDLE
+    ):
+        dbapi_connection.execute("BEGIN")
 
 
 def _take_turn_and(dbapi_connection: Any, begin: Any) -> None:
@@ -223,6 +241,16 @@ def configure_engine(
     if engine.dialect.name == "postgresql":
         _ping_connections_after_idling(engine)
         _sessions_in_utc(engine)
+
+        @event.listens_for(engine, "before_cursor_execute")
+        def _postgres_write_begins(
+            connection: sa.Connection, _cursor: Any, statement: str, *_args: Any
+        ) -> None:
+            # As on SQLite (below): under late writes, whatever is not a SELECT runs
+            # inside the write transaction, never on its own.
+            if in_late_writes.get() and not statement.startswith("SELECT"):
+                _begin_postgres_late_writes(connection.connection.dbapi_connection)
+
     if engine.dialect.name != "sqlite":
         return
     lock_path = writers_lock_path(engine.url.database)
@@ -255,18 +283,18 @@ def configure_engine(
             # SQLite takes to run it, on every read request.
             connection.connection.dbapi_connection.execute("BEGIN")
             return
-        if sqlite_late_writes.get():
-            return  # reads run on their own until begin_writes (see sqlite_late_writes)
+        if in_late_writes.get():
+            return  # reads run on their own until begin_writes (see in_late_writes)
         begin_writes(connection)
 
     @event.listens_for(engine, "before_cursor_execute")
     def _sqlite_write_begins(
         connection: sa.Connection, _cursor: Any, statement: str, *_args: Any
     ) -> None:
-        # Under sqlite_late_writes, whatever is not a SELECT writes (or opens a
+        # Under in_late_writes, whatever is not a SELECT writes (or opens a
         # savepoint): it runs inside the BEGIN IMMEDIATE transaction, never on its own.
         # (SQLAlchemy wraps a failure here like the statement's own.)
-        if sqlite_late_writes.get() and not statement.startswith(("SELECT", "BEGIN")):
+        if in_late_writes.get() and not statement.startswith(("SELECT", "BEGIN")):
             dbapi_connection = connection.connection.dbapi_connection
             if not dbapi_connection.in_transaction:
                 _take_turn_and(

@@ -37,7 +37,7 @@ from webapp.api.problems import problem_from_service_error
 from webapp.api.rate_limits import count_request
 from webapp.api.serializers import to_json
 from webapp.clock import utcnow
-from webapp.database import sqlite_late_writes
+from webapp.database import in_late_writes
 from webapp.extensions import db
 from webapp.services.errors import FieldError
 from webapp.services.errors import ServiceError
@@ -45,6 +45,7 @@ from webapp.services.idempotency import MAX_KEY_LENGTH
 from webapp.services.idempotency import claim_key
 from webapp.services.idempotency import release_key
 from webapp.services.idempotency import store_answer
+from webapp.web.transactions import late_writer
 
 JSON_MEDIA_TYPE = "application/json"
 # Printable ASCII, no spaces at the ends: what clients put in a header.
@@ -70,7 +71,7 @@ class Operation:
     body_array_max: int = 0
     problems: tuple[str, ...] = ()
     instance_only: bool = False
-    # Reads first, writes at the end (see webapp.database.sqlite_late_writes).
+    # Reads first, writes at the end (see webapp.database.in_late_writes).
     late_writes: bool = False
 
     @property
@@ -118,7 +119,7 @@ def operation(
 ):
     """Declare and register an API endpoint (see the module docstring).
 
-    ``late_writes``: the view's service opens the write transaction itself, after its
+    ``in_late_writes``: the view's service opens the write transaction itself, after its
     reads (``webapp.database.begin_writes``); on SQLite the write lock is then held for
     the writes only.
     """
@@ -147,12 +148,14 @@ def operation(
         def handle(**path_args: str) -> Response:
             if not spec.late_writes:
                 return _run(spec, view, path_args)
-            token = sqlite_late_writes.set(True)
+            token = in_late_writes.set(True)
             try:
                 return _run(spec, view, path_args)
             finally:
-                sqlite_late_writes.reset(token)
+                in_late_writes.reset(token)
 
+        if spec.late_writes:
+            late_writer(handle)
         blueprint.add_url_rule(rule, view.__name__, handle, methods=[method])
         return handle
 

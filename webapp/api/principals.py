@@ -16,7 +16,7 @@ from flask import request
 from sqlalchemy.orm import Session
 
 from webapp.clock import utcnow
-from webapp.database import sqlite_late_writes
+from webapp.database import in_late_writes
 from webapp.extensions import db
 from webapp.models import Organization
 from webapp.services.actors import Actor
@@ -79,7 +79,7 @@ def authenticate_request(*, accept_x_api_key: bool = False) -> ApiPrincipal | No
     if last_used_is_stale(key, now):
         # A read request stays a read; a late writer (webapp.database) takes the write
         # lock for its own writes only.
-        if request.method in ("GET", "HEAD") or sqlite_late_writes.get():
+        if request.method in ("GET", "HEAD") or in_late_writes.get():
             with db.engine.begin() as connection:
                 record_key_use(connection, key.id, now)
         else:

@@ -5,6 +5,12 @@ webapp.database), so readers never queue behind each other or behind writers.
 PostgreSQL: their statements run in autocommit, which saves the ``BEGIN`` and
 ``ROLLBACK`` round trips; under READ COMMITTED each statement sees its own snapshot
 inside a transaction too, so reads lose nothing.
+
+Late writers (``late_writer``: an API create without an Idempotency-Key) start the same
+way on PostgreSQL: their reads in autocommit, until ``webapp.database.begin_writes``
+(or their first statement that is not a SELECT) opens the transaction; a write that is
+a single statement may run on its own. (With an Idempotency-Key, the stored answer
+must commit with the write: one transaction from the start.)
 """
 
 from __future__ import annotations
@@ -20,11 +26,19 @@ from webapp.database import sqlite_reads_only
 from webapp.extensions import db
 
 _WRITES_ON_GET = "writes_on_get"
+_LATE_WRITER = "late_writer"
 
 
 def writes_on_get(view: Callable[..., Any]) -> Callable[..., Any]:
     """Mark a GET view that writes (it keeps a write transaction)."""
     setattr(view, _WRITES_ON_GET, True)
+    return view
+
+
+def late_writer(view: Callable[..., Any]) -> Callable[..., Any]:
+    """Mark a view that reads first and opens its write transaction itself (see
+    ``webapp.database.in_late_writes``)."""
+    setattr(view, _LATE_WRITER, True)
     return view
 
 
@@ -43,7 +57,10 @@ def register_read_only_requests(app: Flask) -> None:
         view = current_app.view_functions.get(request.endpoint or "")
         reads_only = request.method in ("GET", "HEAD") and not getattr(view, _WRITES_ON_GET, False)
         request.environ["orginvites.reads_token"] = sqlite_reads_only.set(reads_only)
-        if reads_only and autocommit_engine is not None:
+        writes_late = (
+            getattr(view, _LATE_WRITER, False) and "Idempotency-Key" not in request.headers
+        )
+        if (reads_only or writes_late) and autocommit_engine is not None:
             db.session.bind = autocommit_engine
             request.environ["orginvites.autocommit_reads"] = True
 
