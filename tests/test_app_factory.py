@@ -113,3 +113,36 @@ def test_request_bodies_over_one_mebibyte_are_refused(app):
     """The global MAX_CONTENT_LENGTH (1 MiB) applies to every form."""
     response = app.test_client().post("/login", data={"email": "a" * (1024 * 1024 + 10)})
     assert response.status_code == 413
+
+
+def test_a_server_app_freezes_its_startup_objects_and_a_test_app_does_not(tmp_path):
+    """gunicorn's create_app() (settings from the environment) moves the objects the
+    process starts with out of the garbage collector's full collections; an app built
+    from a test configuration leaves the collector alone. In a fresh interpreter each,
+    so the count is the app's own."""
+    import os
+    import subprocess
+    import sys
+
+    script = (
+        "import gc, sys\n"
+        "from webapp import create_app\n"
+        "create_app({'SECRET_KEY': 'k' * 40} if sys.argv[1] == 'test' else None)\n"
+        "print(gc.get_freeze_count())\n"
+    )
+    env = {k: v for k, v in os.environ.items() if not k.startswith("ORGINVITES_")}
+    env.update(
+        ORGINVITES_SECRET_KEY="k" * 40,
+        ORGINVITES_INSTANCE_PATH=str(tmp_path / "instance"),
+        ORGINVITES_DATABASE_URL=f"sqlite:///{tmp_path / 'x.sqlite3'}",
+    )
+
+    def frozen(kind: str) -> int:
+        done = subprocess.run(
+            [sys.executable, "-c", script, kind], env=env, capture_output=True, text=True
+        )
+        assert done.returncode == 0, done.stderr
+        return int(done.stdout.strip().splitlines()[-1])
+
+    assert frozen("server") > 10_000
+    assert frozen("test") == 0

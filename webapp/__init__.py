@@ -43,6 +43,12 @@ def create_app(
     register_extensions(app)
     register_blueprints(app)
     register_commands(app)
+    if test_config is None:
+        # A process that serves (gunicorn builds each worker's app so) or runs a
+        # command: one app for the process's life. (Tests build many; not for them.)
+        from webapp.application import freeze_startup_objects
+
+        freeze_startup_objects()
     return app
 
 

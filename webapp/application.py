@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 from collections.abc import Callable
 from typing import Any
 
@@ -33,3 +34,19 @@ class OrgInvitesFlask(Flask):
             return ensured
         except TypeError:  # an unhashable callable
             return super().ensure_sync(func)
+
+
+def freeze_startup_objects() -> None:
+    """Keep the objects a server process starts with out of the garbage collector's
+    full collections (``gc.freeze``).
+
+    A worker starts with a few hundred thousand objects (modules, classes, the app, the
+    SQLAlchemy mappers, pydantic schemas) that live as long as it does. Every full
+    collection walked all of them: ~100 ms in which the worker answers nothing, every
+    few thousand API creates, which was the API create's whole p99 at 8 connections.
+    Frozen, a full collection walks only what requests made since (~2 ms). Garbage left
+    from the start is collected first; nothing frozen is ever freed, which is what these
+    objects would do anyway.
+    """
+    gc.collect()
+    gc.freeze()
