@@ -1,7 +1,7 @@
 """Throughput of the same page served by two checkouts, in the same run.
 
     .venv/bin/python bench/compare_trees.py --database-url URL --old /path/to/checkout \
-        [--path /orgs/big/invitations] [--rounds 5] [--seconds 4] [--api]
+        [--path /orgs/big/invitations] [--rounds 5] [--seconds 4] [--api [--create]]
 
 The machines these run on are shared and noisy: two measurements taken minutes apart
 differ by more than most changes do. This starts gunicorn (2 sync workers) on the old
@@ -10,7 +10,9 @@ same already seeded database (bench/seed.py), plus a bare Flask "hello", and run
 (8 connections) on each in turn, round after round, so that all three see the same
 load. It prints requests/s per tree, the ratio to hello per round (median) and p99.
 Dashboard pages are requested signed in as bench@example.com (created if missing) with
-``HX-Request: true`` (the table fragment); ``--api`` requests with an org API key.
+``HX-Request: true`` (the table fragment); ``--api`` requests with an org API key, and
+with ``--create`` POSTs invitations to the path instead (bench/api_list.py's script:
+notify=false, unique addresses).
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ import argparse
 import os
 import subprocess
 import sys
+import tempfile
 import time
 import urllib.request
 from pathlib import Path
@@ -27,6 +30,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from sqlalchemy import select  # noqa: E402
 
+from bench.api_list import CREATE_SCRIPT  # noqa: E402
 from bench.common import UNLIMITED_API_ENVIRONMENT  # noqa: E402
 from bench.common import free_port  # noqa: E402
 from bench.common import median  # noqa: E402
@@ -70,9 +74,16 @@ def main() -> None:
     parser.add_argument("--old", required=True, type=Path, help="the checkout to compare with")
     parser.add_argument("--path", default="/orgs/big/invitations")
     parser.add_argument("--api", action="store_true", help="authenticate with an API key")
+    parser.add_argument("--create", action="store_true", help="POST creates (with --api)")
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--seconds", type=int, default=4)
     args = parser.parse_args()
+    if args.create and not args.api:
+        parser.error("--create needs --api")
+    script = None
+    if args.create:
+        script = Path(tempfile.mkdtemp(prefix="orginvites-wrk-")) / "create.lua"
+        script.write_text(CREATE_SCRIPT)
 
     app = scratch_app(args.database_url, SESSION_COOKIE_SECURE=False)
     with app.app_context():
@@ -106,7 +117,12 @@ def main() -> None:
         p99: dict[str, list[float]] = {name: [] for name in servers}
         for _ in range(args.rounds):
             for name, (port, _) in servers.items():
-                result = wrk(f"http://127.0.0.1:{port}{args.path}", headers[name], args.seconds)
+                result = wrk(
+                    f"http://127.0.0.1:{port}{args.path}",
+                    headers[name],
+                    args.seconds,
+                    script=str(script) if script else None,
+                )
                 assert result.non_2xx == 0, (name, result)
                 rates[name].append(result.rate)
                 p99[name].append(result.p99_ms)
