@@ -295,6 +295,35 @@ def _guest_references(app, slug: str) -> tuple[bool, int]:
         return bool(exists), pending
 
 
+def first_holds_then_second(
+    app,
+    first: Callable[[], Any],
+    second: Callable[[], Any],
+    *,
+    first_late_writes: bool = False,
+    second_late_writes: bool = False,
+) -> tuple[tuple[str, Any], tuple[str, Any]]:
+    """``first`` acts and keeps its transaction open; ``second`` then acts and commits
+    (given a second to finish, which it does unless it waits for ``first``'s locks);
+    then ``first`` commits. Both outcomes, first's and second's."""
+    holder = HeldTransaction(app, first, late_writes=first_late_writes)
+    holder.start()
+    assert holder.acted.wait(timeout=30)
+    assert holder.outcome == ("missing", None)  # holding its transaction open
+    follower = HeldTransaction(app, second, late_writes=second_late_writes)
+    follower.commit.set()
+    follower.start()
+    follower.acted.wait(timeout=1)  # without a lock to wait for, it is done by now
+    holder.commit.set()
+    holder.join(timeout=30)
+    follower.join(timeout=30)
+    return holder.outcome, follower.outcome
+
+
+def _remove_guest(slug: str):
+    return lambda: remove_role(db.session, get_organization(db.session, slug), "guest")
+
+
 @pytest.mark.parametrize("late_writes", [False, True], ids=["dashboard", "api"])
 def test_an_invitation_created_while_its_role_is_being_removed_is_refused(
     app, race_org, late_writes
@@ -303,24 +332,16 @@ def test_an_invitation_created_while_its_role_is_being_removed_is_refused(
     invitation with that role (checked against the still-committed role) must wait and
     then be refused, not go in with a role that no longer exists."""
     _add_guest_role(app, race_org)
-    remover = HeldTransaction(
-        app, lambda: remove_role(db.session, get_organization(db.session, race_org), "guest")
+    removed, created = first_holds_then_second(
+        app,
+        _remove_guest(race_org),
+        lambda: _invite_as_guest(race_org, "late@example.com"),
+        second_late_writes=late_writes,
     )
-    remover.start()
-    assert remover.acted.wait(timeout=30)
-    creator = HeldTransaction(
-        app, lambda: _invite_as_guest(race_org, "late@example.com"), late_writes=late_writes
-    )
-    creator.commit.set()
-    creator.start()
-    creator.acted.wait(timeout=1)  # without the lock it is done by now
-    remover.commit.set()
-    remover.join(timeout=30)
-    creator.join(timeout=30)
 
-    assert remover.outcome[0] == "ok", remover.outcome
-    kind, error = creator.outcome
-    assert kind == "error", creator.outcome
+    assert removed[0] == "ok", removed
+    kind, error = created
+    assert kind == "error", created
     assert [(e.field, e.code) for e in error.errors] == [("role", "unknown_role")]
     assert error.errors[0].message == "'guest' is not a role of Race Org (roles: admin, member)"
     assert _guest_references(app, race_org) == (False, 0)
@@ -329,25 +350,16 @@ def test_an_invitation_created_while_its_role_is_being_removed_is_refused(
 @pytest.mark.parametrize("late_writes", [False, True], ids=["dashboard", "api"])
 def test_removing_a_role_waits_for_the_invitation_being_created_with_it(app, race_org, late_writes):
     _add_guest_role(app, race_org)
-    creator = HeldTransaction(
-        app, lambda: _invite_as_guest(race_org, "first@example.com"), late_writes=late_writes
+    created, removed = first_holds_then_second(
+        app,
+        lambda: _invite_as_guest(race_org, "first@example.com"),
+        _remove_guest(race_org),
+        first_late_writes=late_writes,
     )
-    creator.start()
-    assert creator.acted.wait(timeout=30)
-    assert creator.outcome == ("missing", None)  # holding its transaction open
-    remover = HeldTransaction(
-        app, lambda: remove_role(db.session, get_organization(db.session, race_org), "guest")
-    )
-    remover.commit.set()
-    remover.start()
-    remover.acted.wait(timeout=1)
-    creator.commit.set()
-    creator.join(timeout=30)
-    remover.join(timeout=30)
 
-    assert creator.outcome[0] == "ok", creator.outcome
-    kind, error = remover.outcome
-    assert kind == "error" and error.code == "role_in_use", remover.outcome
+    assert created[0] == "ok", created
+    kind, error = removed
+    assert kind == "error" and error.code == "role_in_use", removed
     assert _guest_references(app, race_org) == (True, 1)
 
 
@@ -364,28 +376,17 @@ def test_a_member_cannot_be_given_a_role_being_removed(app, race_org):
             actor=SYSTEM,
         )
         db.session.commit()
-    remover = HeldTransaction(
-        app, lambda: remove_role(db.session, get_organization(db.session, race_org), "guest")
-    )
-    remover.start()
-    assert remover.acted.wait(timeout=30)
 
     def give_guest():
         org = get_organization(db.session, race_org)
         org.roles  # noqa: B018 - loaded before the removal commits, as a view would
         return change_member_role(db.session, org, member_id, "guest", actor=SYSTEM)
 
-    changer = HeldTransaction(app, give_guest)
-    changer.commit.set()
-    changer.start()
-    changer.acted.wait(timeout=1)
-    remover.commit.set()
-    remover.join(timeout=30)
-    changer.join(timeout=30)
+    removed, changed = first_holds_then_second(app, _remove_guest(race_org), give_guest)
 
-    assert remover.outcome[0] == "ok", remover.outcome
-    kind, error = changer.outcome
-    assert kind == "error", changer.outcome
+    assert removed[0] == "ok", removed
+    kind, error = changed
+    assert kind == "error", changed
     assert [(e.field, e.code) for e in error.errors] == [("role", "unknown_role")]
     with app.app_context():
         assert db.session.get(Membership, member_id).role == "admin"
