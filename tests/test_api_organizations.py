@@ -5,11 +5,15 @@ from __future__ import annotations
 from urllib.parse import parse_qs
 from urllib.parse import urlsplit
 
+import pytest
+
 from tests.api_support import assert_problem
 from tests.conftest import APP_ORIGIN
 from tests.dashboard_support import make_member
 from webapp.extensions import db
+from webapp.services.errors import ValidationFailed
 from webapp.services.organizations import get_organization
+from webapp.services.organizations import update_organization
 
 
 def test_instance_key_creates_and_lists_organizations(api):
@@ -63,6 +67,27 @@ def test_settings_change_and_clear(api):
     assert {e["field"] for e in problem["errors"]} == {"default_role", "allowed_redirect_origins"}
     # Nothing of the refused change was kept.
     assert api.call("GET", "/organizations/acme").get_json()["default_role"] == "member"
+
+
+def test_a_quota_too_large_for_the_column_is_refused_by_name(api):
+    """Found by the schema run: 2**63 reached the database (a 500 on SQLite, whose
+    INTEGER it overflows). The document's bound and the service's are the same."""
+    response = api.call("PATCH", "/organizations/acme", json={"invite_quota": 2**63})
+    problem = assert_problem(response, 422, "validation_failed")
+    assert [e["field"] for e in problem["errors"]] == ["invite_quota"]
+    assert "1000000000" in problem["errors"][0]["message"]
+    assert "9223372036854775808" in problem["errors"][0]["message"]
+    assert api.call("GET", "/organizations/acme").get_json()["invite_quota"] is None
+    with api.app.app_context():
+        org = get_organization(db.session, "acme")
+        with pytest.raises(ValidationFailed) as refused:
+            update_organization(db.session, org, invite_quota=1_000_000_001)
+        assert refused.value.errors[0].message == (
+            "the quota must be a whole number from 0 to 1,000,000,000, not 1000000001"
+        )
+        db.session.rollback()
+    ceiling = api.call("PATCH", "/organizations/acme", json={"invite_quota": 1_000_000_000})
+    assert ceiling.get_json()["invite_quota"] == 1_000_000_000
 
 
 def test_roles_add_rename_remove(api):

@@ -18,6 +18,7 @@ from pydantic import ConfigDict
 from pydantic import Field
 
 from webapp.models.invitations import STATUS_VALUES
+from webapp.services.organizations import MAX_INVITE_QUOTA
 
 InvitationStatusName = Literal["pending", "accepted", "declined", "revoked", "expired"]
 assert set(InvitationStatusName.__args__) == set(STATUS_VALUES)  # type: ignore[attr-defined]
@@ -121,7 +122,7 @@ class OrganizationUpdate(RequestModel):
         None, max_length=100
     )
     default_redirect_url: str | None = Field(None, max_length=2048)
-    invite_quota: int | None = Field(None, ge=0)
+    invite_quota: int | None = Field(None, ge=0, le=MAX_INVITE_QUOTA)
 
 
 class RoleCreate(RequestModel):

@@ -12,6 +12,7 @@ from webapp.cli.support import print_table
 from webapp.extensions import db
 from webapp.models import Organization
 from webapp.services.actors import SYSTEM
+from webapp.services.organizations import MAX_INVITE_QUOTA
 from webapp.services.organizations import add_role
 from webapp.services.organizations import create_organization
 from webapp.services.organizations import create_project
@@ -76,7 +77,11 @@ def list_command(as_json):
     "--allow-redirect-origin", "origins", multiple=True, help="Add an origin (repeatable)."
 )
 @click.option("--default-redirect-url")
-@click.option("--invite-quota", type=click.IntRange(0), help="Most pending invitations at once.")
+@click.option(
+    "--invite-quota",
+    type=click.IntRange(0, MAX_INVITE_QUOTA),
+    help="Most pending invitations at once.",
+)
 @click.option("--json", "as_json", is_flag=True)
 def update_command(
     slug,

@@ -47,6 +47,8 @@ SLUG_PATTERN = re.compile(r"^[a-z0-9](?:[a-z0-9-]{0,62}[a-z0-9])?$")
 ROLE_KEY_PATTERN = re.compile(r"^[a-z][a-z0-9_:.-]{0,63}$")
 MIN_EXPIRY_SECONDS = 3600
 MAX_EXPIRY_SECONDS = 30 * 24 * 3600
+# Pending invitations an organization may hold at once, at most (a 32-bit column).
+MAX_INVITE_QUOTA = 1_000_000_000
 DEFAULT_ROLES = (("admin", "Admin", True), ("member", "Member", False))
 MAX_ROLE_NAME_LENGTH = 100
 # The settings an ``org.updated`` audit event reports, before and after.
@@ -321,9 +323,18 @@ def update_organization(
             else:
                 org.default_redirect_url = checked
     if invite_quota is not UNSET:
-        if invite_quota is not None and (not isinstance(invite_quota, int) or invite_quota < 0):
+        if invite_quota is not None and (
+            not isinstance(invite_quota, int)
+            or isinstance(invite_quota, bool)
+            or not 0 <= invite_quota <= MAX_INVITE_QUOTA
+        ):
             errors.append(
-                FieldError("invite_quota", "invalid", "the quota must be a whole number ≥ 0")
+                FieldError(
+                    "invite_quota",
+                    "invalid",
+                    f"the quota must be a whole number from 0 to {MAX_INVITE_QUOTA:,}, "
+                    f"not {invite_quota!r}",
+                )
             )
         else:
             org.invite_quota = invite_quota
