@@ -121,6 +121,26 @@ def count_instructions(call, requests: int, what: str) -> None:
     print(f"callgrind counted {requests} {what}: divide its total by that")
 
 
+def statements_per_request(engine, call, runs: int, show_sql: bool, width: int = 200) -> float:
+    """Median statements the driver runs for ``call(n)``, n in range(runs), counted apart
+    from any timing (recording costs time): SQLAlchemy's and raw cursors' alike (BEGIN
+    and COMMIT included on SQLite, where the app sends them itself). SQLite's trace
+    repeats a statement whose trigger program runs: each top-level statement counts
+    once. With ``show_sql``, the first run's statements are printed."""
+    from tests.statements import driver_statements
+
+    counts: list[int] = []
+    for n in range(runs):
+        with driver_statements(engine) as statements:
+            call(n)
+        top = [s for i, s in enumerate(statements) if i == 0 or s != statements[i - 1]]
+        counts.append(len(top))
+        if n == 0 and show_sql:
+            for statement in top:
+                print("   ", statement[:width])
+    return statistics.median(counts)
+
+
 def wait_until(predicate, seconds: float) -> bool:
     deadline = time.monotonic() + seconds
     while not predicate():

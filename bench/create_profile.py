@@ -30,7 +30,7 @@ from bench.common import UNLIMITED_API  # noqa: E402
 from bench.common import count_instructions  # noqa: E402
 from bench.common import print_profile  # noqa: E402
 from bench.common import scratch_app  # noqa: E402
-from tests.statements import driver_statements  # noqa: E402
+from bench.common import statements_per_request  # noqa: E402
 from webapp.extensions import db  # noqa: E402
 from webapp.models import Organization  # noqa: E402
 from webapp.services.api_keys import create_api_key  # noqa: E402
@@ -102,23 +102,13 @@ def main() -> None:
     cpu.sort()
     wall.sort()
 
-    # Statements, counted apart from the timing (recording costs time): every statement
-    # the driver runs, SQLAlchemy's and raw cursors' alike (BEGIN and COMMIT included on
-    # SQLite, where the app sends them itself). SQLite's trace repeats a statement whose
-    # trigger program runs: count each top-level statement once.
-    per_request: list[int] = []
-    for n in range(20):
-        with driver_statements(engine) as statements:
-            create(args.requests + n)
-        top = [s for i, s in enumerate(statements) if i == 0 or s != statements[i - 1]]
-        per_request.append(len(top))
-        if n == 0 and args.show_sql:
-            for s in top:
-                print("   ", s[:160])
+    statements = statements_per_request(
+        engine, lambda n: create(args.requests + n), 20, args.show_sql, width=160
+    )
     print(
         f"{app.config['DATABASE_URL'].split(':', 1)[0]}: {args.requests} creates, CPU per request "
         f"median {statistics.median(cpu):.2f} ms, p90 {cpu[int(len(cpu) * 0.9)]:.2f} ms; "
-        f"statements per request {statistics.median(per_request):g}; wall time p50 "
+        f"statements per request {statements:g}; wall time p50 "
         f"{statistics.median(wall):.2f} ms, p99 {wall[int(len(wall) * 0.99)]:.2f} ms, "
         f"max {wall[-1]:.1f} ms"
     )

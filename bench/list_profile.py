@@ -34,7 +34,7 @@ from bench.common import UNLIMITED_API  # noqa: E402
 from bench.common import count_instructions  # noqa: E402
 from bench.common import print_profile  # noqa: E402
 from bench.common import scratch_app  # noqa: E402
-from tests.statements import driver_statements  # noqa: E402
+from bench.common import statements_per_request  # noqa: E402
 from webapp.extensions import db  # noqa: E402
 from webapp.models import Organization  # noqa: E402
 from webapp.services.api_keys import create_api_key  # noqa: E402
@@ -83,18 +83,11 @@ def main() -> None:
         cpu.append((time.process_time() - started) * 1000)
     cpu.sort()
 
-    per_request: list[int] = []
-    for n in range(10):
-        with driver_statements(engine) as statements:
-            list_page()
-        per_request.append(len(statements))
-        if n == 0 and args.show_sql:
-            for statement in statements:
-                print("   ", statement[:200])
+    statements = statements_per_request(engine, lambda _n: list_page(), 10, args.show_sql)
     print(
         f"{app.config['DATABASE_URL'].split(':', 1)[0]}: {args.requests} list pages, CPU per "
         f"request median {statistics.median(cpu):.3f} ms, p90 {cpu[int(len(cpu) * 0.9)]:.3f} ms;"
-        f" statements per request {statistics.median(per_request):g}"
+        f" statements per request {statements:g}"
     )
 
     if args.profile:

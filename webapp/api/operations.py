@@ -119,9 +119,10 @@ def operation(
 ):
     """Declare and register an API endpoint (see the module docstring).
 
-    ``in_late_writes``: the view's service opens the write transaction itself, after its
-    reads (``webapp.database.begin_writes``); on SQLite the write lock is then held for
-    the writes only.
+    ``late_writes``: the view's service opens the write transaction itself, after its
+    reads (``webapp.database.begin_writes``; see ``webapp.database.in_late_writes``): on
+    SQLite the write lock is then held for the writes only, on PostgreSQL a write that
+    is one statement runs without BEGIN and COMMIT.
     """
 
     def decorate(view: Callable[..., Answer]) -> Callable[..., Response]:

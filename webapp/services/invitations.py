@@ -752,9 +752,6 @@ def create_checked_invitation(
     )
 
     connection = session.connection()
-    one_statement = connection.dialect.name == "postgresql" and org.invite_quota is None
-    if not one_statement:
-        begin_writes(connection)
     # The statements below run on the driver's cursor, which does not autoflush: a
     # membership the caller added just before must be seen by the member check. (Under
     # late writes, a flush that writes opens the transaction first: webapp.database.)
@@ -762,7 +759,11 @@ def create_checked_invitation(
     link = accept_url(raw_token)
     # PostgreSQL's one statement is atomic on its own: under late writes it runs
     # outside a transaction (no BEGIN and COMMIT round trips), else in the caller's.
-    if one_statement and _insert_created_postgres(connection, row, event, email, org.id):
+    if (
+        connection.dialect.name == "postgresql"
+        and org.invite_quota is None
+        and _insert_created_postgres(connection, row, event, email, org.id)
+    ):
         return IssuedInvitation(invitation=_loaded(session, row), accept_url=link)
     begin_writes(connection)
     # Nothing went in on PostgreSQL's one-statement path (a member, a pending invitation

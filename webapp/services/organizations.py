@@ -563,16 +563,8 @@ def held_roles(session: Session, org_id: str, keys: Iterable[str]) -> set[str]:
         return set()
     connection = session.connection()
     begin_writes(connection)
-    if len(wanted) == 1:  # one create: a prepared statement
-        rows = _ROLE_HELD.run(connection, {"org_id": org_id, "key": wanted[0]})
-        return {key for (key,) in rows}
-    return set(
-        session.scalars(
-            select(OrgRole.key)
-            .where(OrgRole.org_id == org_id, OrgRole.key.in_(wanted))
-            .with_for_update(read=True, key_share=True)
-        )
-    )
+    # One prepared statement per key: a create has one, an import batch a handful.
+    return {key for key in wanted if _ROLE_HELD.run(connection, {"org_id": org_id, "key": key})}
 
 
 _ROLE_HELD = PreparedStatement(
